@@ -1,0 +1,155 @@
+/*
+ * access: access-log line formatting.  Owns no state; writes only to the
+ * log buffer it is given.
+ */
+#include "access.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "conn.h"
+#include "http1.h"
+#include "listener.h"
+#include "strutil.h"
+#include "tls.h"
+
+#define ACCESS_MAX_LINE 8192
+
+struct line {
+    char buf[ACCESS_MAX_LINE];
+    size_t len;
+};
+
+static void put(struct line *l, const char *s, size_t n)
+{
+    if (l->len + n >= sizeof(l->buf))
+        n = sizeof(l->buf) - 1 - l->len;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void puts_(struct line *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
+
+static void printf_(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void printf_(struct line *l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->buf + l->len, sizeof(l->buf) - l->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        l->len += (size_t)n < sizeof(l->buf) - l->len ? (size_t)n : sizeof(l->buf) - 1 - l->len;
+}
+
+static void json_str(struct line *l, const char *key, const char *s, size_t n)
+{
+    printf_(l, ",\"%s\":\"", key);
+    json_escape_append(l->buf, sizeof(l->buf) - 2, &l->len, s, n);
+    put(l, "\"", 1);
+}
+
+static struct span header_value(const struct http1_msg *req, enum http1_hdr kind)
+{
+    if (req != NULL)
+        for (unsigned i = 0; i < req->nheaders; i++)
+            if (req->headers[i].kind == kind)
+                return req->headers[i].value;
+    return (struct span){"", 0};
+}
+
+static void format_json(struct line *l, const struct access_entry *e, const char *when)
+{
+    const struct conn *c = e->c;
+    const struct http1_msg *r = e->req;
+    printf_(l, "{\"time\":\"%s\"", when);
+    json_str(l, "remote", c->peer_ip, strlen(c->peer_ip));
+    json_str(l, "listener", c->l->cfg->name, strlen(c->l->cfg->name));
+    if (r != NULL) {
+        json_str(l, "method", r->method.p, r->method.len);
+        json_str(l, "uri", r->target.p, r->target.len);
+        json_str(l, "proto", r->version == 10 ? "HTTP/1.0" : "HTTP/1.1", 8);
+        json_str(l, "host", r->host.p, r->host.len);
+    }
+    printf_(l, ",\"status\":%d,\"bytes\":%llu,\"duration\":%.6f", e->status,
+            (unsigned long long)e->bytes, (double)e->duration_ns / 1e9);
+    if (e->route != NULL)
+        json_str(l, "upstream_name", e->route->upstream_name, strlen(e->route->upstream_name));
+    if (e->upstream != NULL)
+        json_str(l, "upstream", e->upstream, strlen(e->upstream));
+    if (c->tls != NULL) {
+        const char *v = tls_session_version(c->tls);
+        json_str(l, "tls", v, strlen(v));
+    }
+    struct span ua = header_value(r, HTTP1_HDR_USER_AGENT);
+    struct span ref = header_value(r, HTTP1_HDR_REFERER);
+    if (ua.len)
+        json_str(l, "user_agent", ua.p, ua.len);
+    if (ref.len)
+        json_str(l, "referer", ref.p, ref.len);
+    put(l, "}", 1);
+}
+
+/* Quoted fields of the combined format: '"' and '\' are escaped, control
+ * bytes hex-escaped, as nginx does. */
+static void combined_quoted(struct line *l, struct span s)
+{
+    put(l, "\"", 1);
+    for (size_t i = 0; i < s.len && l->len + 5 < sizeof(l->buf); i++) {
+        unsigned char ch = (unsigned char)s.p[i];
+        if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f)
+            printf_(l, "\\x%02X", ch);
+        else
+            l->buf[l->len++] = (char)ch;
+    }
+    put(l, "\"", 1);
+}
+
+static void format_combined(struct line *l, const struct access_entry *e, const struct tm *tm)
+{
+    const struct http1_msg *r = e->req;
+    char when[64];
+    strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", tm);
+    printf_(l, "%s - - [%s] ", e->c->peer_ip, when);
+    if (r != NULL) {
+        char line[ACCESS_MAX_LINE / 2];
+        int n = snprintf(line, sizeof(line), "%.*s %.*s %s", (int)r->method.len, r->method.p,
+                         (int)r->target.len, r->target.p,
+                         r->version == 10 ? "HTTP/1.0" : "HTTP/1.1");
+        size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+        combined_quoted(l, (struct span){line, len});
+    } else {
+        puts_(l, "\"-\"");
+    }
+    printf_(l, " %d %llu ", e->status, (unsigned long long)e->bytes);
+    struct span ref = header_value(r, HTTP1_HDR_REFERER);
+    struct span ua = header_value(r, HTTP1_HDR_USER_AGENT);
+    combined_quoted(l, ref.len ? ref : SPAN_LIT("-"));
+    put(l, " ", 1);
+    combined_quoted(l, ua.len ? ua : SPAN_LIT("-"));
+}
+
+void access_log_write(struct log_buf *buf, const struct cfg *cfg, const struct access_entry *e)
+{
+    static _Thread_local struct line l;
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    l.len = 0;
+    if (cfg->log.access_format == LOG_FORMAT_COMBINED) {
+        format_combined(&l, e, &tm);
+    } else {
+        char when[40];
+        size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when + n, sizeof(when) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+        format_json(&l, e, when);
+    }
+    log_buf_append_line(buf, l.buf, l.len);
+}

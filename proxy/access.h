@@ -1,0 +1,29 @@
+/*
+ * access: formats one access-log line per request (JSON lines or the
+ * combined format) into a worker's log buffer.  Reads the connection and
+ * the parsed request; changes nothing.
+ */
+#ifndef MOAT_ACCESS_H
+#define MOAT_ACCESS_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "log.h"
+
+struct conn;
+struct http1_msg;
+
+struct access_entry {
+    const struct conn *c;
+    const struct http1_msg *req;   /* NULL when the head never parsed */
+    int status;
+    uint64_t bytes;                /* response body bytes sent */
+    uint64_t duration_ns;
+    const char *upstream;          /* server as configured, or NULL */
+    const struct cfg_route *route;
+};
+
+void access_log_write(struct log_buf *buf, const struct cfg *cfg, const struct access_entry *e);
+
+#endif

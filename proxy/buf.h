@@ -1,0 +1,100 @@
+/*
+ * buf: fixed-size chunks recycled through a per-worker pool, and the output
+ * queue that streams chunks to a libuv stream.
+ *
+ * A pool belongs to one worker (one thread); nothing here locks.  A chunk is
+ * owned by whoever holds it: the pool, an output queue, or a connection.
+ */
+#ifndef MOAT_BUF_H
+#define MOAT_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct buf_chunk {
+    struct buf_chunk *next;
+    uint32_t len;
+    uint32_t cap;
+    char data[];
+};
+
+struct buf_pool {
+    struct buf_chunk *free;
+    size_t chunk_size;  /* usable bytes per chunk */
+    unsigned nfree;
+    unsigned max_free;  /* chunks above this go back to malloc */
+    size_t in_use;      /* chunks handed out and not returned */
+};
+
+void buf_pool_init(struct buf_pool *pool, size_t chunk_size, unsigned max_free);
+void buf_pool_destroy(struct buf_pool *pool);
+/* Returns an empty chunk (len 0) or NULL when memory is exhausted. */
+struct buf_chunk *buf_chunk_get(struct buf_pool *pool);
+/* Returns chunk to pool and NULLs *chunk; a NULL *chunk is ignored. */
+void buf_chunk_put(struct buf_pool *pool, struct buf_chunk **chunk);
+
+struct outq;
+/* Called when a write finished (status 0) or failed (a UV_E* code). */
+typedef void (*outq_written_cb)(struct outq *q, int status);
+
+#define OUTQ_MAX_IOV 16
+
+/*
+ * Bytes waiting to be written to one stream, in order.  Embedded in its
+ * owner; the owner's pool supplies and takes back the chunks.  At most one
+ * uv_write is in flight; chunks in flight are never appended to.
+ */
+struct outq {
+    struct buf_chunk *head;
+    struct buf_chunk *tail;
+    struct buf_pool *pool;
+    uv_stream_t *stream;
+    outq_written_cb on_written;
+    size_t bytes;        /* queued, including in flight */
+    unsigned inflight;   /* chunks at the head handed to uv_write */
+    struct buf_chunk *last_inflight; /* never appended to; NULL when idle */
+    uv_write_t req;
+    uv_buf_t iov[OUTQ_MAX_IOV];
+};
+
+void outq_init(struct outq *q, struct buf_pool *pool, uv_stream_t *stream,
+               outq_written_cb on_written);
+/* Copies len bytes to the end of the queue.  Returns 0 or UV_ENOMEM. */
+int outq_append(struct outq *q, const void *data, size_t len);
+/*
+ * Starts writing what is queued unless a write is in flight.  Returns 0 or a
+ * UV_E* code from uv_write (then nothing is in flight).
+ */
+int outq_flush(struct outq *q);
+int outq_busy(const struct outq *q);
+/* Moves every chunk of src (nothing in flight) to the end of dst. */
+void outq_move(struct outq *dst, struct outq *src);
+/* Drops everything not in flight.  In-flight chunks are freed by the write
+ * callback, which still fires (with UV_ECANCELED when the stream closes). */
+void outq_discard(struct outq *q);
+
+
+/*
+ * Where serialised bytes go: an output queue, or the plaintext side of a TLS
+ * session.  write returns 0 or a UV_E* code.
+ */
+struct sink {
+    int (*write)(struct sink *s, const void *data, size_t len);
+};
+
+static inline int sink_write(struct sink *s, const void *data, size_t len)
+{
+    return len ? s->write(s, data, len) : 0;
+}
+
+/* A sink that appends to an outq; embed it beside the queue. */
+struct outq_sink {
+    struct sink sink;
+    struct outq *q;
+};
+
+void outq_sink_init(struct outq_sink *s, struct outq *q);
+
+#endif

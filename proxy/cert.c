@@ -1,0 +1,275 @@
+/*
+ * cert: reads and inspects certificate files, and makes the self-signed
+ * default.  wolfCrypt ASN.1 and key generation only; TLS objects live in tls.
+ */
+#include "cert.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/settings.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+static int read_file(const char *path, unsigned char **out, size_t *len, char *err,
+                     size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+        st.st_size > CERT_MAX_FILE_BYTES) {
+        snprintf(err, errlen, "%s: not a non-empty regular file of at most %u bytes", path,
+                 CERT_MAX_FILE_BYTES);
+        close(fd);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    unsigned char *buf = malloc(n + 1);
+    if (buf == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        close(fd);
+        return -1;
+    }
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            snprintf(err, errlen, "%s: cannot read: %s", path, r < 0 ? strerror(errno) : "short file");
+            free(buf);
+            close(fd);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static time_t cert_date(const byte *raw, int rawlen)
+{
+    const byte *date;
+    byte format;
+    int length;
+    struct tm tm;
+    if (raw == NULL || wc_GetDateInfo(raw, rawlen, &date, &format, &length) != 0 ||
+        wc_GetDateAsCalendarTime(date, length, format, &tm) != 0)
+        return 0;
+    return timegm(&tm);
+}
+
+static void add_name(struct cert_pair *pair, const char *name, size_t len)
+{
+    if (pair->nnames >= CERT_MAX_NAMES || len == 0 || len > 253)
+        return;
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        copy[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    copy[len] = '\0';
+    pair->names[pair->nnames++] = copy;
+}
+
+/* Names and validity of the leaf (the first certificate of the chain). */
+static int inspect_leaf(struct cert_pair *pair, char *err, size_t errlen)
+{
+    const unsigned char *der = pair->chain;
+    int derlen = (int)pair->chain_len;
+    unsigned char *tmp = NULL;
+    if (pair->chain_enc == CERT_PEM) {
+        tmp = malloc(pair->chain_len);
+        if (tmp == NULL) {
+            snprintf(err, errlen, "%s: out of memory", pair->source);
+            return -1;
+        }
+        derlen = wc_CertPemToDer(pair->chain, (int)pair->chain_len, tmp, (int)pair->chain_len,
+                                 CERT_TYPE);
+        if (derlen <= 0) {
+            snprintf(err, errlen, "%s: no PEM certificate found", pair->source);
+            free(tmp);
+            return -1;
+        }
+        der = tmp;
+    }
+    struct DecodedCert dc;
+    wc_InitDecodedCert(&dc, der, (word32)derlen, NULL);
+    int rc = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: cannot parse the certificate (wolfSSL error %d)", pair->source,
+                 rc);
+        wc_FreeDecodedCert(&dc);
+        free(tmp);
+        return -1;
+    }
+    for (DNS_entry *e = dc.altNames; e != NULL; e = e->next)
+        if (e->type == ASN_DNS_TYPE && e->name != NULL)
+            add_name(pair, e->name, (size_t)e->len);
+    if (pair->nnames == 0 && dc.subjectCN != NULL)
+        add_name(pair, dc.subjectCN, (size_t)dc.subjectCNLen);
+    pair->not_before = cert_date(dc.beforeDate, dc.beforeDateLen);
+    pair->not_after = cert_date(dc.afterDate, dc.afterDateLen);
+    wc_FreeDecodedCert(&dc);
+    free(tmp);
+    return 0;
+}
+
+int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *key_path,
+                   char *err, size_t errlen)
+{
+    memset(pair, 0, sizeof(*pair));
+    snprintf(pair->source, sizeof(pair->source), "%s", cert_path);
+    if (read_file(cert_path, &pair->chain, &pair->chain_len, err, errlen) != 0)
+        return -1;
+    if (read_file(key_path, &pair->key, &pair->key_len, err, errlen) != 0)
+        goto fail;
+    if (strstr((char *)pair->chain, "-----BEGIN CERTIFICATE-----") == NULL) {
+        snprintf(err, errlen, "%s: not a PEM certificate chain", cert_path);
+        goto fail;
+    }
+    if (strstr((char *)pair->key, "-----BEGIN") == NULL ||
+        strstr((char *)pair->key, "PRIVATE KEY-----") == NULL) {
+        snprintf(err, errlen, "%s: not a PEM private key", key_path);
+        goto fail;
+    }
+    if (strstr((char *)pair->key, "ENCRYPTED") != NULL) {
+        snprintf(err, errlen, "%s: encrypted private keys are not supported", key_path);
+        goto fail;
+    }
+    pair->chain_enc = CERT_PEM;
+    pair->key_enc = CERT_PEM;
+    if (inspect_leaf(pair, err, errlen) != 0)
+        goto fail;
+    return 0;
+fail:
+    cert_pair_free(pair);
+    return -1;
+}
+
+/* SubjectAltName: dNSName host, iPAddress 127.0.0.1. */
+static int build_alt_names(const char *host, byte *out, size_t cap)
+{
+    size_t hl = strlen(host);
+    size_t inner = 2 + hl + 2 + 4;
+    if (hl > 100 || inner + 2 > cap)
+        return -1;
+    size_t i = 0;
+    out[i++] = 0x30;
+    out[i++] = (byte)inner;
+    out[i++] = 0x82;
+    out[i++] = (byte)hl;
+    memcpy(out + i, host, hl);
+    i += hl;
+    out[i++] = 0x87;
+    out[i++] = 4;
+    out[i++] = 127;
+    out[i++] = 0;
+    out[i++] = 0;
+    out[i++] = 1;
+    return (int)i;
+}
+
+int cert_pair_generate(struct cert_pair *pair, const char *host, char *err, size_t errlen)
+{
+    WC_RNG rng;
+    ecc_key key;
+    Cert c;
+    int rc, len;
+    byte der[4096], keyder[512];
+
+    memset(pair, 0, sizeof(*pair));
+    snprintf(pair->source, sizeof(pair->source), "<self-signed %s>", host);
+    if (wc_InitRng(&rng) != 0) {
+        snprintf(err, errlen, "self-signed certificate: no random number generator");
+        return -1;
+    }
+    wc_ecc_init(&key);
+    rc = wc_ecc_make_key_ex(&rng, 32, &key, ECC_SECP256R1);
+    if (rc == 0)
+        rc = wc_InitCert(&c);
+    if (rc == 0) {
+        snprintf(c.subject.commonName, sizeof(c.subject.commonName), "%s", host);
+        snprintf(c.subject.org, sizeof(c.subject.org), "moat self-signed");
+        c.daysValid = 365;
+        c.sigType = CTC_SHA256wECDSA;
+        c.isCA = 0;
+        len = build_alt_names(host, c.altNames, sizeof(c.altNames));
+        rc = len < 0 ? -1 : 0;
+        c.altNamesSz = len;
+    }
+    if (rc == 0)
+        rc = wc_MakeCert(&c, der, sizeof(der), NULL, &key, &rng);
+    if (rc >= 0)
+        rc = wc_SignCert(c.bodySz, c.sigType, der, sizeof(der), NULL, &key, &rng);
+    len = rc;
+    if (rc >= 0)
+        rc = wc_EccKeyToDer(&key, keyder, sizeof(keyder));
+    wc_ecc_free(&key);
+    wc_FreeRng(&rng);
+    if (rc < 0) {
+        snprintf(err, errlen, "self-signed certificate: wolfCrypt error %d", rc);
+        return -1;
+    }
+    pair->chain = malloc((size_t)len);
+    pair->key = malloc((size_t)rc);
+    if (pair->chain == NULL || pair->key == NULL) {
+        cert_pair_free(pair);
+        snprintf(err, errlen, "self-signed certificate: out of memory");
+        return -1;
+    }
+    memcpy(pair->chain, der, (size_t)len);
+    pair->chain_len = (size_t)len;
+    pair->chain_enc = CERT_DER;
+    memcpy(pair->key, keyder, (size_t)rc);
+    pair->key_len = (size_t)rc;
+    pair->key_enc = CERT_DER;
+    if (inspect_leaf(pair, err, errlen) != 0) {
+        cert_pair_free(pair);
+        return -1;
+    }
+    return 0;
+}
+
+void cert_pair_free(struct cert_pair *pair)
+{
+    if (pair->key != NULL) {
+        /* Key material does not outlive its use in freed heap memory. */
+        memset(pair->key, 0, pair->key_len);
+        free(pair->key);
+    }
+    free(pair->chain);
+    for (size_t i = 0; i < pair->nnames; i++)
+        free(pair->names[i]);
+    memset(pair, 0, sizeof(*pair));
+}
+
+int cert_name_matches(const char *name, struct span host)
+{
+    size_t n = strlen(name);
+    if (n >= 2 && name[0] == '*' && name[1] == '.') {
+        /* "*.example.com" covers exactly one more label. */
+        const char *dot = memchr(host.p, '.', host.len);
+        if (dot == NULL || dot == host.p)
+            return 0;
+        size_t rest = host.len - (size_t)(dot - host.p);
+        return rest == n - 1 && memcmp(dot, name + 1, rest) == 0;
+    }
+    return host.len == n && memcmp(host.p, name, n) == 0;
+}

@@ -1,0 +1,50 @@
+/*
+ * cert: certificate and key material as bytes, and what moat needs to know
+ * about a certificate (its names and expiry).  Reads certificate files with
+ * a size bound and generates the embedded default's self-signed pair.  Uses
+ * wolfCrypt's ASN.1 code only: never a WOLFSSL or WOLFSSL_CTX.
+ */
+#ifndef MOAT_CERT_H
+#define MOAT_CERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "strutil.h"
+
+#define CERT_MAX_FILE_BYTES (1u << 20)
+#define CERT_MAX_NAMES 128
+
+enum cert_encoding {
+    CERT_PEM = 0,
+    CERT_DER,
+};
+
+/* A certificate chain and its private key, owned (malloc) by the struct. */
+struct cert_pair {
+    unsigned char *chain;       /* leaf first */
+    size_t chain_len;
+    enum cert_encoding chain_enc;
+    unsigned char *key;
+    size_t key_len;
+    enum cert_encoding key_enc;
+    char *names[CERT_MAX_NAMES]; /* lower-case DNS names (SAN, else CN) */
+    size_t nnames;
+    time_t not_before;
+    time_t not_after;
+    char source[512];           /* for messages: the certificate's path */
+};
+
+/* Reads both files.  Returns 0, or -1 with a message naming the file. */
+int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *key_path,
+                   char *err, size_t errlen);
+/* A fresh ECDSA P-256 key and a self-signed certificate for host, valid for
+ * a year, with host and 127.0.0.1 as subject alternative names. */
+int cert_pair_generate(struct cert_pair *pair, const char *host, char *err, size_t errlen);
+void cert_pair_free(struct cert_pair *pair);
+
+/* 1 if host (lower-case) matches name: exact, or "*.suffix" over one label. */
+int cert_name_matches(const char *name, struct span host);
+
+#endif

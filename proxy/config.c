@@ -1,0 +1,656 @@
+/*
+ * config: moat's configuration schema (the tables below), the checks that
+ * span several keys, and the embedded default.  Reads the configuration file
+ * and resolves upstream names; opens nothing else.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cfg_load.h"
+#include "strutil.h"
+
+#define CFG_MAX_FILE_BYTES (4u << 20)
+
+#define FIELD(st, k, t, member, ...)                                                \
+    {.key = (k), .type = (t), .off = offsetof(st, member), __VA_ARGS__}
+#define UNSUPPORTED(k) {.key = (k), .type = CFG_T_SECTION, .flags = CFG_F_UNSUPPORTED}
+#define SECTION_OF(st, what_, fields_, ...)                                          \
+    {.what = (what_), .size = sizeof(st), .fields = (fields_),                       \
+     .nfields = sizeof(fields_) / sizeof((fields_)[0]), __VA_ARGS__}
+
+static const char *const tls_versions[] = {"1.2", "1.3", NULL};
+static const char *const balances[] = {"round_robin", "least_conn", NULL};
+static const char *const log_formats[] = {"json", "combined", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+static const struct cfg_field cert_fields[] = {
+    FIELD(struct cfg_cert, "cert", CFG_T_PATH, cert, .flags = CFG_F_REQUIRED),
+    FIELD(struct cfg_cert, "key", CFG_T_PATH, key, .flags = CFG_F_REQUIRED),
+};
+static const struct cfg_section cert_section =
+    SECTION_OF(struct cfg_cert, "certificate", cert_fields, .has_pos = 1,
+               .pos_off = offsetof(struct cfg_cert, pos));
+
+static const struct cfg_field tls_fields[] = {
+    FIELD(struct cfg_tls, "certificates", CFG_T_SECTION_SEQ, certs, .section = &cert_section,
+          .count_off = offsetof(struct cfg_tls, ncerts)),
+    FIELD(struct cfg_tls, "min_version", CFG_T_ENUM, min_version, .def = "1.2",
+          .enum_names = tls_versions),
+    FIELD(struct cfg_tls, "ciphers", CFG_T_STRING, ciphers, .flags = CFG_F_NULLABLE | CFG_F_POS,
+          .pos_off = offsetof(struct cfg_tls, ciphers_pos)),
+    FIELD(struct cfg_tls, "alpn", CFG_T_STRING_LIST, alpn, .def = "http/1.1",
+          .flags = CFG_F_NULLABLE, .count_off = offsetof(struct cfg_tls, nalpn)),
+    FIELD(struct cfg_tls, "handshake_timeout", CFG_T_DURATION, handshake_timeout_ms,
+          .def = "10s", .min = 1, .max = 3600000),
+    UNSUPPORTED("session_cache"),
+    UNSUPPORTED("session_tickets"),
+    UNSUPPORTED("client_auth"),
+};
+static const struct cfg_section tls_section =
+    SECTION_OF(struct cfg_tls, "tls", tls_fields, .has_pos = 1,
+               .pos_off = offsetof(struct cfg_tls, pos));
+
+static const struct cfg_field listener_fields[] = {
+    FIELD(struct cfg_listener, "name", CFG_T_STRING, name, .flags = CFG_F_REQUIRED),
+    FIELD(struct cfg_listener, "bind", CFG_T_STRING, bind, .flags = CFG_F_REQUIRED | CFG_F_POS,
+          .pos_off = offsetof(struct cfg_listener, bind_pos)),
+    FIELD(struct cfg_listener, "tls", CFG_T_SECTION, tls, .section = &tls_section,
+          .flags = CFG_F_PRESENT, .present_off = offsetof(struct cfg_listener, has_tls)),
+    UNSUPPORTED("redirect_to_https"),
+};
+static const struct cfg_section listener_section =
+    SECTION_OF(struct cfg_listener, "listener", listener_fields, .has_pos = 1,
+               .pos_off = offsetof(struct cfg_listener, pos));
+
+static const struct cfg_field route_fields[] = {
+    FIELD(struct cfg_route, "host", CFG_T_STRING, host, .flags = CFG_F_NULLABLE),
+    FIELD(struct cfg_route, "path", CFG_T_STRING, path, .def = "/"),
+    FIELD(struct cfg_route, "upstream", CFG_T_STRING, upstream_name,
+          .flags = CFG_F_REQUIRED | CFG_F_POS, .pos_off = offsetof(struct cfg_route, upstream_pos)),
+};
+static const struct cfg_section route_section =
+    SECTION_OF(struct cfg_route, "route", route_fields, .has_pos = 1,
+               .pos_off = offsetof(struct cfg_route, pos));
+
+struct upstream_raw {
+    struct cfg_upstream u;
+    struct cfg_pos servers_pos;
+    struct cfg_pos balance_pos;
+};
+
+static const struct cfg_field upstream_fields[] = {
+    FIELD(struct upstream_raw, "servers", CFG_T_STRING_LIST, u.server_specs,
+          .flags = CFG_F_REQUIRED | CFG_F_POS, .count_off = offsetof(struct upstream_raw, u.nserver_specs),
+          .pos_off = offsetof(struct upstream_raw, servers_pos)),
+    FIELD(struct upstream_raw, "balance", CFG_T_ENUM, u.balance, .def = "round_robin",
+          .enum_names = balances, .flags = CFG_F_POS,
+          .pos_off = offsetof(struct upstream_raw, balance_pos)),
+    FIELD(struct upstream_raw, "connect_timeout", CFG_T_DURATION, u.connect_timeout_ms,
+          .def = "3s", .min = 1, .max = 3600000),
+    FIELD(struct upstream_raw, "response_timeout", CFG_T_DURATION, u.response_timeout_ms,
+          .def = "60s", .min = 1, .max = 86400000),
+    FIELD(struct upstream_raw, "keepalive", CFG_T_UINT, u.keepalive, .def = "32", .max = 65535),
+    UNSUPPORTED("health_check"),
+};
+static const struct cfg_section upstream_section =
+    SECTION_OF(struct upstream_raw, "upstream", upstream_fields, .has_pos = 1,
+               .pos_off = offsetof(struct upstream_raw, u.pos), .has_name = 1,
+               .name_off = offsetof(struct upstream_raw, u.name));
+
+struct top_raw {
+    struct cfg c;
+    struct upstream_raw *upstreams;
+    size_t nupstreams;
+    struct cfg_pos trusted_pos;
+    struct cfg_pos access_pos;
+    struct cfg_pos hsts_pos;
+    struct cfg_pos routes_pos;
+    struct cfg_pos listeners_pos;
+};
+
+static const struct cfg_field timeout_fields[] = {
+    FIELD(struct top_raw, "client_header", CFG_T_DURATION, c.timeouts.client_header_ms,
+          .def = "10s", .min = 1, .max = 3600000),
+    FIELD(struct top_raw, "client_idle", CFG_T_DURATION, c.timeouts.client_idle_ms,
+          .def = "60s", .min = 1, .max = 86400000),
+};
+static const struct cfg_section timeouts_section = SECTION_OF(struct top_raw, "timeouts", timeout_fields);
+
+static const struct cfg_field limit_fields[] = {
+    FIELD(struct top_raw, "max_connections", CFG_T_UINT, c.limits.max_connections,
+          .def = "65536", .min = 1, .max = 10000000),
+    FIELD(struct top_raw, "max_header_bytes", CFG_T_SIZE, c.limits.max_header_bytes,
+          .def = "32k", .min = 1024, .max = 1024 * 1024),
+    FIELD(struct top_raw, "max_uri_bytes", CFG_T_SIZE, c.limits.max_uri_bytes, .def = "8k",
+          .min = 256, .max = 1024 * 1024),
+    FIELD(struct top_raw, "max_headers", CFG_T_UINT, c.limits.max_headers, .def = "100",
+          .min = 1, .max = 1000),
+    FIELD(struct top_raw, "max_body_bytes", CFG_T_SIZE, c.limits.max_body_bytes, .def = "0"),
+};
+static const struct cfg_section limits_section = SECTION_OF(struct top_raw, "limits", limit_fields);
+
+static const struct cfg_field forwarding_fields[] = {
+    FIELD(struct top_raw, "trusted_proxies", CFG_T_STRING_LIST, c.forwarding.trusted_proxies,
+          .flags = CFG_F_NULLABLE | CFG_F_POS,
+          .count_off = offsetof(struct top_raw, c.forwarding.ntrusted_proxies),
+          .pos_off = offsetof(struct top_raw, trusted_pos)),
+    FIELD(struct top_raw, "hsts", CFG_T_STRING, c.forwarding.hsts, .def = "max-age=63072000",
+          .flags = CFG_F_NULLABLE | CFG_F_POS, .pos_off = offsetof(struct top_raw, hsts_pos)),
+};
+static const struct cfg_section forwarding_section =
+    SECTION_OF(struct top_raw, "forwarding", forwarding_fields);
+
+static const struct cfg_field log_fields[] = {
+    FIELD(struct top_raw, "access", CFG_T_STRING, c.log.access, .def = "stdout",
+          .flags = CFG_F_NULLABLE | CFG_F_POS, .pos_off = offsetof(struct top_raw, access_pos)),
+    FIELD(struct top_raw, "format", CFG_T_ENUM, c.log.format, .def = "json",
+          .enum_names = log_formats),
+    FIELD(struct top_raw, "level", CFG_T_ENUM, c.log.level, .def = "info",
+          .enum_names = log_levels),
+};
+static const struct cfg_section log_section = SECTION_OF(struct top_raw, "log", log_fields);
+
+static const struct cfg_field top_fields[] = {
+    FIELD(struct top_raw, "workers", CFG_T_UINT_OR_AUTO, c.workers, .def = "auto", .min = 1,
+          .max = 256),
+    FIELD(struct top_raw, "shutdown_timeout", CFG_T_DURATION, c.shutdown_timeout_ms,
+          .def = "30s", .max = 86400000),
+    FIELD(struct top_raw, "listeners", CFG_T_SECTION_SEQ, c.listeners,
+          .flags = CFG_F_REQUIRED | CFG_F_POS, .section = &listener_section,
+          .count_off = offsetof(struct top_raw, c.nlisteners),
+          .pos_off = offsetof(struct top_raw, listeners_pos)),
+    FIELD(struct top_raw, "routes", CFG_T_SECTION_SEQ, c.routes,
+          .flags = CFG_F_REQUIRED | CFG_F_POS, .section = &route_section,
+          .count_off = offsetof(struct top_raw, c.nroutes),
+          .pos_off = offsetof(struct top_raw, routes_pos)),
+    FIELD(struct top_raw, "upstreams", CFG_T_SECTION_MAP, upstreams, .flags = CFG_F_REQUIRED,
+          .section = &upstream_section, .count_off = offsetof(struct top_raw, nupstreams)),
+    FIELD(struct top_raw, "timeouts", CFG_T_SECTION, c, .section = &timeouts_section),
+    FIELD(struct top_raw, "limits", CFG_T_SECTION, c, .section = &limits_section),
+    FIELD(struct top_raw, "forwarding", CFG_T_SECTION, c, .section = &forwarding_section),
+    FIELD(struct top_raw, "log", CFG_T_SECTION, c, .section = &log_section),
+    UNSUPPORTED("admin"),
+};
+static const struct cfg_section top_section = SECTION_OF(struct top_raw, "the top level", top_fields);
+
+static const char default_yaml[] =
+    "listeners:\n"
+    "  - name: default\n"
+    "    bind: \"127.0.0.1:8443\"\n"
+    "    tls:\n"
+    "      certificates: []\n"
+    "routes:\n"
+    "  - path: /\n"
+    "    upstream: app\n"
+    "upstreams:\n"
+    "  app:\n"
+    "    servers: [\"127.0.0.1:8080\"]\n";
+
+/* ---- checks that span keys ---- */
+
+static int is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.';
+}
+
+static int valid_name(const char *s)
+{
+    if (s[0] == '\0' || strlen(s) > 64)
+        return 0;
+    for (; *s; s++)
+        if (!is_name_char(*s))
+            return 0;
+    return 1;
+}
+
+/* Visible ASCII and spaces only: values that end up in HTTP headers. */
+static int valid_header_text(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
+static void check_tls(struct cfg_loader *ld, struct cfg *c, struct cfg_listener *l)
+{
+    struct cfg_tls *t = &l->tls;
+    if (t->ncerts == 0 && !c->embedded_default)
+        cfg_error(ld, t->pos, "listener \"%s\": tls needs at least one certificate", l->name);
+    for (size_t i = 0; i < t->nalpn; i++)
+        if (strcmp(t->alpn[i], "http/1.1") != 0)
+            cfg_error(ld, t->pos, "listener \"%s\": alpn \"%s\" is not supported (moat speaks http/1.1)",
+                      l->name, t->alpn[i]);
+    if (t->ciphers != NULL && (t->ciphers[0] == '\0' || !valid_header_text(t->ciphers)))
+        cfg_error(ld, t->ciphers_pos, "listener \"%s\": invalid cipher list", l->name);
+}
+
+static void check_listeners(struct cfg_loader *ld, struct top_raw *r)
+{
+    struct cfg *c = &r->c;
+    if (c->nlisteners == 0)
+        cfg_error(ld, r->listeners_pos, "at least one listener is needed");
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        struct cfg_listener *l = &c->listeners[i];
+        char why[128];
+        if (l->name == NULL || l->bind == NULL)
+            continue; /* already reported as missing */
+        if (!valid_name(l->name))
+            cfg_error(ld, l->pos, "listener name \"%s\" must be 1-64 of [A-Za-z0-9_.-]", l->name);
+        for (size_t j = 0; j < i; j++)
+            if (c->listeners[j].name && strcmp(c->listeners[j].name, l->name) == 0)
+                cfg_error(ld, l->pos, "listener \"%s\" is defined twice", l->name);
+        if (parse_numeric_hostport(l->bind, &l->addr, why, sizeof(why)) != 0) {
+            cfg_error(ld, l->bind_pos, "listener \"%s\": bind \"%s\": %s", l->name, l->bind, why);
+            continue;
+        }
+        for (size_t j = 0; j < i; j++) {
+            const struct cfg_listener *o = &c->listeners[j];
+            if (o->bind != NULL && sockaddr_port((const struct sockaddr *)&o->addr) != 0 &&
+                strcmp(o->bind, l->bind) == 0)
+                cfg_error(ld, l->bind_pos, "listener \"%s\": %s is already bound by \"%s\"",
+                          l->name, l->bind, o->name);
+        }
+        if (!l->has_tls)
+            cfg_error(ld, l->pos,
+                      "listener \"%s\": \"tls\" is required (redirect_to_https is not supported yet)",
+                      l->name);
+        else
+            check_tls(ld, c, l);
+    }
+}
+
+static int add_server(struct cfg_loader *ld, struct cfg_upstream *u, size_t *cap,
+                      const char *spec, const struct sockaddr *sa, socklen_t len)
+{
+    for (size_t i = 0; i < u->nservers; i++)
+        if (memcmp(&u->servers[i].addr, sa, len) == 0 && strcmp(u->servers[i].name, spec) == 0)
+            return 0;
+    if (u->nservers == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 4;
+        struct cfg_server *s = cfg_alloc(ld->arena, ncap * sizeof(*s));
+        if (u->nservers)
+            memcpy(s, u->servers, u->nservers * sizeof(*s));
+        u->servers = s;
+        *cap = ncap;
+    }
+    struct cfg_server *s = &u->servers[u->nservers++];
+    s->name = cfg_strdup(ld->arena, spec);
+    memcpy(&s->addr, sa, len);
+    return 0;
+}
+
+/* A server is "ip:port", "[v6]:port" or "name:port"; names resolve now. */
+static void resolve_server(struct cfg_loader *ld, struct upstream_raw *ur, const char *spec,
+                           size_t *cap)
+{
+    struct cfg_upstream *u = &ur->u;
+    struct sockaddr_storage ss;
+    char why[128];
+    if (parse_numeric_hostport(spec, &ss, why, sizeof(why)) == 0) {
+        if (sockaddr_port((struct sockaddr *)&ss) == 0) {
+            cfg_error(ld, ur->servers_pos, "upstream \"%s\": server \"%s\" needs a port", u->name,
+                      spec);
+            return;
+        }
+        add_server(ld, u, cap, spec, (struct sockaddr *)&ss,
+                   ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                           : sizeof(struct sockaddr_in6));
+        return;
+    }
+    const char *colon = strrchr(spec, ':');
+    if (colon == NULL || colon == spec || spec[0] == '[') {
+        cfg_error(ld, ur->servers_pos, "upstream \"%s\": server \"%s\": expected host:port",
+                  u->name, spec);
+        return;
+    }
+    char host[256];
+    size_t hl = (size_t)(colon - spec);
+    uint64_t port;
+    if (hl >= sizeof(host) || parse_u64(colon + 1, strlen(colon + 1), &port) != 0 ||
+        port == 0 || port > 65535) {
+        cfg_error(ld, ur->servers_pos, "upstream \"%s\": server \"%s\": expected host:port",
+                  u->name, spec);
+        return;
+    }
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    if (rc != 0) {
+        cfg_error(ld, ur->servers_pos, "upstream \"%s\": cannot resolve \"%s\": %s", u->name,
+                  host, gai_strerror(rc));
+        return;
+    }
+    size_t added = 0;
+    for (struct addrinfo *ai = res; ai != NULL && added < CFG_MAX_SERVER_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        add_server(ld, u, cap, spec, ai->ai_addr, ai->ai_addrlen);
+        added++;
+    }
+    freeaddrinfo(res);
+}
+
+static void check_upstreams(struct cfg_loader *ld, struct top_raw *r)
+{
+    struct cfg *c = &r->c;
+    c->nupstreams = r->nupstreams;
+    c->upstreams = cfg_alloc(ld->arena, (r->nupstreams ? r->nupstreams : 1) * sizeof(*c->upstreams));
+    for (size_t i = 0; i < r->nupstreams; i++) {
+        struct upstream_raw *ur = &r->upstreams[i];
+        struct cfg_upstream *u = &ur->u;
+        size_t cap = 0;
+        if (!valid_name(u->name))
+            cfg_error(ld, u->pos, "upstream name \"%s\" must be 1-64 of [A-Za-z0-9_.-]", u->name);
+        if (u->balance != NULL && strcmp(u->balance, "least_conn") == 0)
+            cfg_error(ld, ur->balance_pos, "upstream \"%s\": balance \"least_conn\" is not supported yet",
+                      u->name);
+        if (u->nserver_specs == 0 && u->server_specs != NULL)
+            cfg_error(ld, ur->servers_pos, "upstream \"%s\": servers must not be empty", u->name);
+        for (size_t s = 0; s < u->nserver_specs; s++)
+            resolve_server(ld, ur, u->server_specs[s], &cap);
+        c->upstreams[i] = *u;
+    }
+}
+
+static int valid_route_host(const char *h)
+{
+    if (h[0] == '\0' || strlen(h) > 253)
+        return 0;
+    if (h[0] == '[') {
+        size_t n = strlen(h);
+        struct in6_addr a;
+        char tmp[64];
+        if (h[n - 1] != ']' || n - 2 >= sizeof(tmp))
+            return 0;
+        memcpy(tmp, h + 1, n - 2);
+        tmp[n - 2] = '\0';
+        return inet_pton(AF_INET6, tmp, &a) == 1;
+    }
+    for (const char *p = h; *p; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+              ch == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+static int valid_route_path(const char *p)
+{
+    if (p[0] != '/')
+        return 0;
+    for (; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '?' || *p == '#')
+            return 0;
+    return 1;
+}
+
+static void check_routes(struct cfg_loader *ld, struct top_raw *r)
+{
+    struct cfg *c = &r->c;
+    if (c->nroutes == 0)
+        cfg_error(ld, r->routes_pos, "at least one route is needed");
+    for (size_t i = 0; i < c->nroutes; i++) {
+        struct cfg_route *rt = &c->routes[i];
+        if (rt->upstream_name == NULL || rt->path == NULL)
+            continue;
+        if (rt->host != NULL) {
+            for (char *p = rt->host; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                    *p = (char)(*p - 'A' + 'a');
+            size_t hl = strlen(rt->host);
+            if (hl > 0 && rt->host[hl - 1] == '.')
+                rt->host[hl - 1] = '\0';
+            const char *check = rt->host;
+            if (strncmp(rt->host, "*.", 2) == 0) {
+                rt->wildcard = 1;
+                rt->host++; /* keep ".suffix": a match needs the dot */
+                check = rt->host + 1;
+            }
+            if (!valid_route_host(check) || strchr(check, '*') != NULL)
+                cfg_error(ld, rt->pos, "route host \"%s\" is not a host name, \"*.suffix\" or [ipv6]",
+                          rt->wildcard ? rt->host - 1 : rt->host);
+        }
+        if (!valid_route_path(rt->path))
+            cfg_error(ld, rt->pos, "route path \"%s\" must start with \"/\" and hold no spaces, \"?\" or \"#\"",
+                      rt->path);
+        size_t u;
+        for (u = 0; u < c->nupstreams; u++)
+            if (strcmp(c->upstreams[u].name, rt->upstream_name) == 0)
+                break;
+        if (u == c->nupstreams)
+            cfg_error(ld, rt->upstream_pos, "upstream \"%s\" is not defined", rt->upstream_name);
+        rt->upstream = u;
+        for (size_t j = 0; j < i; j++) {
+            const struct cfg_route *o = &c->routes[j];
+            int same_host = (o->host == NULL && rt->host == NULL) ||
+                            (o->host && rt->host && o->wildcard == rt->wildcard &&
+                             strcmp(o->host, rt->host) == 0);
+            if (same_host && o->path && strcmp(o->path, rt->path) == 0)
+                cfg_error(ld, rt->pos, "route for host \"%s\" path \"%s\" is defined twice",
+                          rt->host ? rt->host : "(any)", rt->path);
+        }
+    }
+}
+
+static int parse_cidr(const char *s, struct cfg_cidr *out)
+{
+    char addr[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n >= sizeof(addr))
+        return -1;
+    memcpy(addr, s, n);
+    addr[n] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, addr, out->addr) == 1) {
+        out->family = AF_INET;
+        out->prefix = 32;
+    } else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+        out->family = AF_INET6;
+        out->prefix = 128;
+    } else {
+        return -1;
+    }
+    if (slash != NULL) {
+        uint64_t p;
+        if (parse_u64(slash + 1, strlen(slash + 1), &p) != 0 || p > out->prefix)
+            return -1;
+        out->prefix = (unsigned)p;
+    }
+    return 0;
+}
+
+static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
+{
+    struct cfg *c = &r->c;
+    size_t n = c->forwarding.ntrusted_proxies;
+    c->forwarding.trusted = cfg_alloc(ld->arena, (n ? n : 1) * sizeof(struct cfg_cidr));
+    for (size_t i = 0; i < n; i++) {
+        if (parse_cidr(c->forwarding.trusted_proxies[i], &c->forwarding.trusted[i]) != 0)
+            cfg_error(ld, r->trusted_pos, "trusted_proxies: \"%s\" is not an address or CIDR",
+                      c->forwarding.trusted_proxies[i]);
+    }
+    c->forwarding.ntrusted = n;
+    if (c->forwarding.hsts != NULL && !valid_header_text(c->forwarding.hsts))
+        cfg_error(ld, r->hsts_pos, "hsts: the value must be printable ASCII");
+
+    const char *a = c->log.access;
+    if (a != NULL && strcmp(a, "stdout") != 0 && strcmp(a, "stderr") != 0) {
+        if (a[0] == '\0')
+            cfg_error(ld, r->access_pos, "log.access: empty path");
+        else if (a[0] != '/' && c->dir != NULL) {
+            size_t len = strlen(c->dir) + strlen(a) + 2;
+            char *p = cfg_alloc(ld->arena, len);
+            snprintf(p, len, "%s/%s", c->dir, a);
+            c->log.access = p;
+        }
+    }
+    c->log.access_format = strcmp(c->log.format, "combined") == 0 ? LOG_FORMAT_COMBINED
+                                                                   : LOG_FORMAT_JSON;
+    static const struct {
+        const char *name;
+        enum log_level level;
+    } levels[] = {{"error", LOG_ERROR}, {"warn", LOG_WARN}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}};
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+        if (strcmp(c->log.level, levels[i].name) == 0)
+            c->log.error_level = levels[i].level;
+}
+
+/* ---- loading ---- */
+
+static int load_text(const char *name, const char *text, size_t len, const char *dir,
+                     int embedded, struct cfg **out, char *err, size_t errlen)
+{
+    void *arena = cfg_arena_new();
+    if (arena == NULL) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        return -1;
+    }
+    struct cfg_loader ld = {.file = name, .dir = dir, .arena = arena, .err = err,
+                            .errlen = errlen, .budget = 100000};
+    yaml_document_t doc;
+    err[0] = '\0';
+    if (cfg_yaml_parse(&ld, text, len, &doc) != 0) {
+        cfg_arena_free(arena);
+        return -1;
+    }
+    ld.doc = &doc;
+    struct top_raw *r = cfg_alloc(arena, sizeof(*r));
+    r->c.arena = arena;
+    r->c.embedded_default = embedded;
+    r->c.path = cfg_strdup(arena, name);
+    r->c.dir = dir ? cfg_strdup(arena, dir) : NULL;
+    ld.dir = r->c.dir;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root == NULL || root->type != YAML_MAPPING_NODE) {
+        cfg_error(&ld, cfg_node_pos(root), "the configuration must be a YAML mapping");
+    } else {
+        cfg_load_section(&ld, &top_section, root, r);
+        if (ld.nerrors == 0) {
+            check_listeners(&ld, r);
+            check_upstreams(&ld, r);
+            check_routes(&ld, r);
+            check_forwarding_and_log(&ld, r);
+        }
+    }
+    yaml_document_delete(&doc);
+    if (ld.nerrors != 0) {
+        cfg_arena_free(arena);
+        return -1;
+    }
+    if (r->c.workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        r->c.workers = n > 0 ? (uint64_t)n : 1;
+    }
+    *out = &r->c;
+    return 0;
+}
+
+int cfg_load_string(const char *name, const char *text, size_t len, const char *dir,
+                    struct cfg **out, char *err, size_t errlen)
+{
+    return load_text(name, text, len, dir, 0, out, err, errlen);
+}
+
+int cfg_load_default(struct cfg **out, char *err, size_t errlen)
+{
+    return load_text("<embedded default>", default_yaml, sizeof(default_yaml) - 1, NULL, 1, out,
+                     err, errlen);
+}
+
+int cfg_load(const char *path, struct cfg **out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CFG_MAX_FILE_BYTES) {
+        snprintf(err, errlen, "%s: not a regular file of at most %u bytes", path,
+                 CFG_MAX_FILE_BYTES);
+        fclose(f);
+        return -1;
+    }
+    size_t len = (size_t)st.st_size;
+    char *text = malloc(len + 1);
+    if (text == NULL || fread(text, 1, len, f) != len) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, text ? strerror(errno) : "out of memory");
+        free(text);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    text[len] = '\0';
+
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        if (getcwd(dir, sizeof(dir)) == NULL)
+            strcpy(dir, ".");
+    } else if (slash == path) {
+        strcpy(dir, "/");
+    } else {
+        size_t n = (size_t)(slash - path);
+        if (n >= sizeof(dir))
+            n = sizeof(dir) - 1;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int rc = load_text(path, text, len, dir, 0, out, err, errlen);
+    free(text);
+    return rc;
+}
+
+void cfg_free(struct cfg **cfg)
+{
+    if (*cfg == NULL)
+        return;
+    cfg_arena_free((*cfg)->arena);
+    *cfg = NULL;
+}
+
+int cfg_is_trusted_proxy(const struct cfg *cfg, const struct sockaddr *addr)
+{
+    const uint8_t *a;
+    int family = addr->sa_family;
+    if (family == AF_INET) {
+        a = (const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr;
+    } else if (family == AF_INET6) {
+        const struct in6_addr *in6 = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+        a = in6->s6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(in6)) {
+            family = AF_INET;
+            a += 12;
+        }
+    } else {
+        return 0;
+    }
+    for (size_t i = 0; i < cfg->forwarding.ntrusted; i++) {
+        const struct cfg_cidr *c = &cfg->forwarding.trusted[i];
+        if (c->family != family)
+            continue;
+        unsigned bits = c->prefix, k = 0;
+        while (bits >= 8 && a[k] == c->addr[k]) {
+            bits -= 8;
+            k++;
+        }
+        if (bits == 0 || (bits < 8 && ((a[k] ^ c->addr[k]) & (0xffu << (8 - bits)) & 0xff) == 0))
+            return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,670 @@
+/*
+ * conn: the client connection state machine (diagram in conn.h).  Owns the
+ * client socket, timer, TLS session and buffers; hands plaintext to
+ * exchange and sends what exchange writes.  Frees the connection only in
+ * the last close callback.
+ */
+#include "conn.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exchange.h"
+#include "listener.h"
+#include "log.h"
+#include "strutil.h"
+#include "tls.h"
+#include "worker.h"
+
+/* How long a closing connection may take to flush and hear the peer's EOF. */
+#define CONN_LINGER_MS 2000
+/* Ciphertext held before the handshake starts: one full TLS record. */
+#define CONN_MAX_SNIFF (5 + 16384 + 2048)
+
+static void conn_process(struct conn *c);
+static void conn_close_handles(struct conn *c);
+static void on_client_timer(uv_timer_t *t);
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static const char *const state_names[] = {"sniff", "handshake", "active", "tunnel", "linger",
+                                          "closed"};
+
+/* Legal transitions; anything else is a bug worth an alert. */
+static int transition_allowed(enum conn_state from, enum conn_state to)
+{
+    switch (to) {
+    case CONN_HANDSHAKE: return from == CONN_SNIFF;
+    case CONN_ACTIVE: return from == CONN_HANDSHAKE;
+    case CONN_TUNNEL: return from == CONN_ACTIVE;
+    case CONN_LINGER: return from != CONN_CLOSED && from != CONN_LINGER;
+    case CONN_CLOSED: return from != CONN_CLOSED;
+    default: return 0;
+    }
+}
+
+static void conn_set_state(struct conn *c, enum conn_state to)
+{
+    if (!transition_allowed(c->state, to)) {
+        log_alert("connection from %s: illegal transition %s -> %s", c->peer_ip,
+                  state_names[c->state], state_names[to]);
+        assert(!"illegal connection state transition");
+    }
+    c->state = to;
+}
+
+struct sink *conn_sink(struct conn *c)
+{
+    return &c->plain_sink;
+}
+
+size_t conn_out_pending(const struct conn *c)
+{
+    return c->out.bytes;
+}
+
+void conn_set_timeout(struct conn *c, uint64_t ms)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    if (ms == 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_client_timer, ms, 0);
+}
+
+static int on_plain_write(struct sink *s, const void *p, size_t n)
+{
+    struct conn *c = container_of(s, struct conn, plain_sink);
+    if (c->tls == NULL || c->state == CONN_CLOSED)
+        return UV_EPIPE;
+    return tls_write(c->tls, p, n) == 0 ? 0 : UV_EIO;
+}
+
+static void start_reading(struct conn *c)
+{
+    if (!c->reading && c->state != CONN_CLOSED && !c->eof &&
+        uv_read_start((uv_stream_t *)&c->tcp, worker_alloc_read, on_client_read) == 0)
+        c->reading = 1;
+}
+
+static void stop_reading(struct conn *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+int conn_flush(struct conn *c)
+{
+    if (c->state == CONN_CLOSED)
+        return UV_EPIPE;
+    int rc = outq_flush(&c->out);
+    if (rc != 0) {
+        log_debug("connection from %s: write failed: %s", c->peer_ip, uv_strerror(rc));
+        conn_abort(c);
+    }
+    return rc;
+}
+
+/* ---- closing ---- */
+
+static void on_conn_handle_close(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->handles > 0)
+        return;
+    struct worker *w = c->w;
+    tls_session_free(&c->tls);
+    free(c->spill);
+    if (c->in != NULL) {
+        struct buf_chunk *chunk = container_of(c->in, struct buf_chunk, data);
+        buf_chunk_put(&w->inbufs, &chunk);
+    }
+    outq_discard(&c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+    worker_conn_closed(w);
+}
+
+static void conn_close_handles(struct conn *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    conn_set_state(c, CONN_CLOSED);
+    exchange_abort(c);
+    stop_reading(c);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_close);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_close);
+}
+
+void conn_abort(struct conn *c)
+{
+    conn_close_handles(c);
+}
+
+static void on_shutdown_done(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    (void)status;
+    /* Keep reading until the peer's EOF (or the linger timer), so that
+     * unread request bytes do not turn our close into a reset that destroys
+     * the response before the client reads it. */
+    if (c->state == CONN_LINGER && c->eof)
+        conn_close_handles(c);
+}
+
+static void start_shutdown(struct conn *c)
+{
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown_done) != 0)
+        conn_close_handles(c);
+}
+
+void conn_close_after_flush(struct conn *c)
+{
+    if (c->state == CONN_CLOSED || c->state == CONN_LINGER)
+        return;
+    exchange_abort(c);
+    if (c->tls != NULL && c->state != CONN_HANDSHAKE)
+        tls_close_notify(c->tls);
+    conn_set_state(c, CONN_LINGER);
+    c->close_after_flush = 1;
+    free(c->spill);
+    c->spill = NULL;
+    c->spill_len = 0;
+    conn_set_timeout(c, CONN_LINGER_MS);
+    if (c->eof) {
+        /* Nothing more will come: flush what we can and go. */
+        if (c->out.bytes == 0) {
+            conn_close_handles(c);
+            return;
+        }
+    } else {
+        start_reading(c);
+    }
+    if (conn_flush(c) == 0 && c->out.bytes == 0)
+        start_shutdown(c);
+}
+
+static void on_client_written(struct outq *q, int status)
+{
+    struct conn *c = container_of(q, struct conn, out);
+    if (c->state == CONN_CLOSED)
+        return;
+    if (status < 0) {
+        log_debug("connection from %s: write failed: %s", c->peer_ip, uv_strerror(status));
+        conn_abort(c);
+        return;
+    }
+    if (c->out.bytes > 0) {
+        conn_flush(c);
+        if (c->state == CONN_CLOSED)
+            return;
+    }
+    if (c->state == CONN_LINGER) {
+        if (c->out.bytes == 0) {
+            if (c->eof)
+                conn_close_handles(c);
+            else
+                start_shutdown(c);
+        }
+        return;
+    }
+    if (c->x != NULL && c->out.bytes < CONN_LOW_WATER)
+        exchange_on_client_drained(c);
+}
+
+/* ---- input ---- */
+
+static int ensure_input_buffer(struct conn *c)
+{
+    if (c->in != NULL)
+        return 0;
+    struct buf_chunk *chunk = buf_chunk_get(&c->w->inbufs);
+    if (chunk == NULL)
+        return UV_ENOMEM;
+    c->in = chunk->data;
+    c->in_cap = chunk->cap;
+    c->in_len = 0;
+    return 0;
+}
+
+static void release_input_buffer(struct conn *c)
+{
+    if (c->in == NULL || c->in_len != 0)
+        return;
+    struct buf_chunk *chunk = container_of(c->in, struct buf_chunk, data);
+    buf_chunk_put(&c->w->inbufs, &chunk);
+    c->in = NULL;
+    c->in_cap = 0;
+}
+
+void conn_consume_input(struct conn *c, size_t from, size_t n)
+{
+    assert(from + n <= c->in_len);
+    memmove(c->in + from, c->in + from + n, c->in_len - from - n);
+    c->in_len -= n;
+}
+
+static void on_client_gone(struct conn *c, int err)
+{
+    c->eof = 1;
+    if (err != UV_EOF && err != TLS_EOF)
+        log_debug("connection from %s: %s", c->peer_ip,
+                  err == TLS_ERROR ? "TLS error" : uv_strerror(err));
+    /* A request still waiting for its response is abandoned. */
+    conn_close_after_flush(c);
+}
+
+static void on_handshake_done(struct conn *c)
+{
+    struct worker *w = c->w;
+    int resumed = tls_session_resumed(c->tls);
+    w->stats.handshakes++;
+    if (resumed)
+        w->stats.handshakes_resumed++;
+    log_debug("connection from %s: %s %s%s", c->peer_ip, tls_session_version(c->tls),
+              tls_session_cipher(c->tls), resumed ? " (resumed)" : "");
+    conn_set_state(c, CONN_ACTIVE);
+    conn_set_timeout(c, w->cfg->timeouts.client_idle_ms);
+}
+
+/* Pulls plaintext out of TLS as far as the exchange can take it. */
+static void conn_process_loop(struct conn *c)
+{
+    struct worker *w = c->w;
+    for (;;) {
+        if (c->state == CONN_HANDSHAKE) {
+            int rc = tls_handshake(c->tls);
+            if (rc == TLS_WANT_READ)
+                return;
+            if (rc != TLS_OK) {
+                char why[128];
+                w->stats.handshake_errors++;
+                log_debug("connection from %s: handshake failed: %s", c->peer_ip,
+                          tls_session_error(c->tls, why, sizeof(why)));
+                /* wolfSSL queued an alert: send it, then close. */
+                c->eof = 1;
+                conn_close_after_flush(c);
+                return;
+            }
+            on_handshake_done(c);
+            continue;
+        }
+        if (c->state == CONN_TUNNEL) {
+            if (c->input_blocked)
+                return;
+            int n = tls_read(c->tls, w->scratch, sizeof(w->scratch));
+            if (n == 0)
+                return;
+            if (n < 0) {
+                on_client_gone(c, n);
+                return;
+            }
+            exchange_tunnel_to_upstream(c, w->scratch, (size_t)n);
+            continue;
+        }
+        if (c->state != CONN_ACTIVE || c->input_blocked)
+            return;
+        if (c->x != NULL && exchange_request_complete(c))
+            return; /* pipelined bytes wait for the response */
+        if (c->pending_parse) {
+            c->pending_parse = 0;
+            exchange_on_client_input(c);
+            continue;
+        }
+        if (ensure_input_buffer(c) != 0) {
+            conn_abort(c);
+            return;
+        }
+        if (c->in_len == c->in_cap)
+            return;
+        int n = tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
+        if (n == 0)
+            return;
+        if (n < 0) {
+            release_input_buffer(c);
+            on_client_gone(c, n);
+            return;
+        }
+        c->in_len += (size_t)n;
+        c->last_activity = uv_now(&w->loop);
+        exchange_on_client_input(c);
+    }
+}
+
+static void conn_process(struct conn *c)
+{
+    c->processing++;
+    conn_process_loop(c);
+    c->processing--;
+}
+
+/* Feeds ciphertext p[0..n) and keeps what TLS did not consume. */
+static void conn_feed(struct conn *c, const uint8_t *p, size_t n)
+{
+    const uint8_t *rest;
+    tls_session_feed(c->tls, p, n);
+    conn_process(c);
+    if (c->state == CONN_CLOSED || c->state == CONN_LINGER) {
+        if (c->tls)
+            tls_session_feed(c->tls, NULL, 0);
+        return;
+    }
+    size_t left = tls_session_pending_input(c->tls, &rest);
+    tls_session_feed(c->tls, NULL, 0);
+    if (left == 0) {
+        if (p == c->spill) {
+            free(c->spill);
+            c->spill = NULL;
+            c->spill_len = 0;
+        }
+        return;
+    }
+    if (p == c->spill) {
+        memmove(c->spill, rest, left);
+        c->spill_len = left;
+        return;
+    }
+    /* The exchange is not taking plaintext: keep the ciphertext and stop
+     * reading the socket until it does. */
+    uint8_t *keep = realloc(c->spill, c->spill_len + left);
+    if (keep == NULL) {
+        conn_abort(c);
+        return;
+    }
+    memcpy(keep + c->spill_len, rest, left);
+    c->spill = keep;
+    c->spill_len += left;
+}
+
+/* Reading stops while ciphertext waits in the spill buffer or the exchange
+ * cannot take more: that is the client side's backpressure. */
+static void update_reading(struct conn *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    int blocked = c->state != CONN_LINGER &&
+                  ((c->spill_len > 0 && c->state != CONN_SNIFF) || c->input_blocked);
+    if (blocked)
+        stop_reading(c);
+    else
+        start_reading(c);
+}
+
+static void answer_plain_http(struct conn *c)
+{
+    static const char body[] = "400 Bad Request: this port speaks HTTPS, not plain HTTP.\n";
+    char head[160];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 400 Bad Request\r\n"
+                     "Content-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     sizeof(body) - 1);
+    log_debug("connection from %s: plain HTTP on a TLS port", c->peer_ip);
+    if (outq_append(&c->out, head, (size_t)n) != 0 ||
+        outq_append(&c->out, body, sizeof(body) - 1) != 0) {
+        conn_abort(c);
+        return;
+    }
+    conn_close_after_flush(c);
+}
+
+static void sniff(struct conn *c, const uint8_t *p, size_t n)
+{
+    char sni[TLS_MAX_SNI + 1];
+    if (c->spill_len + n > CONN_MAX_SNIFF) {
+        conn_abort(c);
+        return;
+    }
+    uint8_t *buf = realloc(c->spill, c->spill_len + n);
+    if (buf == NULL) {
+        conn_abort(c);
+        return;
+    }
+    memcpy(buf + c->spill_len, p, n);
+    c->spill = buf;
+    c->spill_len += n;
+    switch (tls_sniff(c->spill, c->spill_len, sni)) {
+    case TLS_SNIFF_MORE:
+        return;
+    case TLS_SNIFF_HTTP:
+        answer_plain_http(c);
+        return;
+    case TLS_SNIFF_GARBAGE:
+        c->w->stats.handshake_errors++;
+        conn_abort(c);
+        return;
+    case TLS_SNIFF_TLS:
+        break;
+    }
+    c->tls = tls_session_new(c->l->tls, sni, &c->cipher_sink.sink);
+    if (c->tls == NULL) {
+        conn_abort(c);
+        return;
+    }
+    conn_set_state(c, CONN_HANDSHAKE);
+    conn_feed(c, c->spill, c->spill_len);
+}
+
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (c->state == CONN_LINGER) {
+            c->eof = 1;
+            if (c->out.bytes == 0)
+                conn_close_handles(c);
+            else
+                stop_reading(c);
+            return;
+        }
+        stop_reading(c);
+        on_client_gone(c, (int)nread);
+        return;
+    }
+    switch (c->state) {
+    case CONN_LINGER:
+    case CONN_CLOSED:
+        return; /* discarded */
+    case CONN_SNIFF:
+        sniff(c, (const uint8_t *)buf->base, (size_t)nread);
+        break;
+    default:
+        conn_feed(c, (const uint8_t *)buf->base, (size_t)nread);
+        break;
+    }
+    if (c->state != CONN_CLOSED) {
+        conn_flush(c);
+        update_reading(c);
+    }
+}
+
+/* Re-runs input processing after the exchange became ready for more. */
+static void conn_resume(struct conn *c)
+{
+    if (c->state != CONN_ACTIVE && c->state != CONN_TUNNEL)
+        return;
+    if (c->spill_len > 0)
+        conn_feed(c, c->spill, c->spill_len);
+    else
+        conn_process(c);
+    if (c->state != CONN_CLOSED) {
+        conn_flush(c);
+        update_reading(c);
+    }
+}
+
+void conn_block_input(struct conn *c)
+{
+    c->input_blocked = 1;
+    update_reading(c);
+}
+
+void conn_unblock_input(struct conn *c)
+{
+    if (!c->input_blocked)
+        return;
+    c->input_blocked = 0;
+    conn_resume(c);
+}
+
+void conn_enter_tunnel(struct conn *c)
+{
+    conn_set_state(c, CONN_TUNNEL);
+    conn_set_timeout(c, c->w->cfg->timeouts.client_idle_ms);
+    /* Bytes the client sent after its upgrade request belong to the tunnel. */
+    if (c->in_len > 0) {
+        exchange_tunnel_to_upstream(c, c->in, c->in_len);
+        c->in_len = 0;
+    }
+    release_input_buffer(c);
+}
+
+void conn_exchange_done(struct conn *c, int close_after)
+{
+    struct worker *w = c->w;
+    c->requests++;
+    if (close_after || w->stopping) {
+        c->in_len = 0;
+        release_input_buffer(c);
+        conn_close_after_flush(c);
+        return;
+    }
+    release_input_buffer(c);
+    conn_set_timeout(c, w->cfg->timeouts.client_idle_ms);
+    /* Pipelined requests already read go on from the input loop, never by
+     * recursion: a client can pipeline thousands of tiny requests. */
+    c->pending_parse = c->in_len > 0;
+    if (c->processing == 0)
+        conn_resume(c);
+}
+
+void conn_drain(struct conn *c)
+{
+    switch (c->state) {
+    case CONN_SNIFF:
+    case CONN_HANDSHAKE:
+        conn_abort(c);
+        break;
+    case CONN_ACTIVE:
+        if (c->x == NULL)
+            conn_close_after_flush(c);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- timers ---- */
+
+static void on_client_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    switch (c->state) {
+    case CONN_SNIFF:
+    case CONN_HANDSHAKE:
+        c->w->stats.handshake_errors++;
+        log_debug("connection from %s: handshake timed out", c->peer_ip);
+        conn_abort(c);
+        return;
+    case CONN_ACTIVE:
+        if (c->x != NULL && exchange_reading_head(c)) {
+            exchange_on_header_timeout(c);
+            return;
+        }
+        if (c->x != NULL) {
+            log_debug("connection from %s: client stalled mid-exchange", c->peer_ip);
+            conn_abort(c);
+            return;
+        }
+        conn_close_after_flush(c);
+        return;
+    case CONN_TUNNEL:
+        log_debug("connection from %s: tunnel idle", c->peer_ip);
+        conn_abort(c);
+        return;
+    case CONN_LINGER:
+        conn_close_handles(c);
+        return;
+    case CONN_CLOSED:
+        return;
+    }
+}
+
+/* ---- accept ---- */
+
+void conn_accept(struct listener *l)
+{
+    struct worker *w = l->w;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_error("worker %u: out of memory accepting a connection", w->id);
+        return;
+    }
+    c->w = w;
+    c->l = l;
+    c->state = CONN_SNIFF;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    outq_init(&c->out, &w->chunks, (uv_stream_t *)&c->tcp, on_client_written);
+    outq_sink_init(&c->cipher_sink, &c->out);
+    c->plain_sink.write = on_plain_write;
+    strcpy(c->peer_ip, "-");
+
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close_handles(c);
+        return;
+    }
+    if (w->nconns > w->max_conns) {
+        w->stats.connections_refused++;
+        conn_close_handles(c);
+        return;
+    }
+    w->stats.connections_total++;
+    int len = sizeof(c->peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) == 0) {
+        char tmp[64];
+        format_sockaddr((struct sockaddr *)&c->peer, tmp, sizeof(tmp));
+        /* Keep only the address: it goes into X-Forwarded-For. */
+        char *end = strrchr(tmp, ':');
+        if (end)
+            *end = '\0';
+        const char *start = tmp;
+        if (tmp[0] == '[') {
+            start = tmp + 1;
+            char *close = strchr(tmp, ']');
+            if (close)
+                *close = '\0';
+        }
+        if (strncmp(start, "::ffff:", 7) == 0 && strchr(start, '.') != NULL)
+            start += 7;
+        snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", start);
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_timer_start(&c->timer, on_client_timer,
+                   l->cfg->tls.handshake_timeout_ms ? l->cfg->tls.handshake_timeout_ms : 10000, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, worker_alloc_read, on_client_read) == 0)
+        c->reading = 1;
+    else
+        conn_close_handles(c);
+}

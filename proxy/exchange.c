@@ -1,0 +1,800 @@
+/*
+ * exchange: one request/response between a client connection and an
+ * upstream.  Owns validation, routing, the upstream choice and retries, the
+ * response relay, tunnels and the access-log line.  Touches the client only
+ * through conn's functions and its plaintext input buffer, and the upstream
+ * only through upstream's.
+ *
+ * The request head stays at the start of c->in for the whole exchange (the
+ * spans in x->req point into it); body bytes after it are forwarded as they
+ * are parsed and dropped at once.  Response heads are assembled in x->rhead;
+ * response bodies stream from the worker's read buffer to the client.
+ */
+#include "exchange.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "access.h"
+#include "conn.h"
+#include "http1.h"
+#include "listener.h"
+#include "log.h"
+#include "route.h"
+#include "tls.h"
+#include "upstream.h"
+#include "worker.h"
+
+#define RESP_MAX_HEADERS 256
+/* Attempts per request: every server once, plus a retry for a stale
+ * pooled connection. */
+#define MAX_ATTEMPTS 8
+
+struct exchange {
+    struct conn *c;
+    struct worker *w;
+    struct exchange *next_free;
+    unsigned nheaders_cap;
+
+    struct http1_msg req;
+    struct http1_msg resp;
+    struct http1_limits req_lim;
+    struct http1_limits resp_lim;
+    struct http1_out out;           /* client-bound plaintext, via w->scratch */
+
+    size_t head_len;                /* request head at the start of c->in */
+    int req_head_done;
+    int req_done;
+    int resp_started;               /* a response head went to the client */
+    int resp_done;
+    int upgraded;
+    int close_after;
+    int upstream_extra;             /* bytes after the response: not reusable */
+    int upstream_paused;            /* client is slow: upstream not read */
+    int replayable;                 /* no body: the head alone can be resent */
+    int up_reading;                 /* the attached connection is being read */
+
+    const struct cfg_route *route;
+    struct upstream_pool *pool;
+    struct upconn *up;
+    uint64_t tried;
+    unsigned attempts;
+    struct buf_chunk *uhead;        /* serialised request head, for retries */
+    struct buf_chunk *rhead;        /* response head being assembled */
+    enum http1_framing framing;
+
+    int status;
+    uint64_t resp_bytes;
+    uint64_t start_ns;
+    const char *upstream_error;
+
+    struct http1_header headers[];  /* request's, then the response's */
+};
+
+static const struct upconn_owner_ops upstream_ops;
+static void fail_upstream(struct exchange *x, int status, const char *why);
+static int on_request_head(void *ctx, struct http1_msg *m);
+static int on_request_body(void *ctx, const char *p, size_t n);
+static int on_request_end(void *ctx, struct http1_msg *m);
+static int on_response_head(void *ctx, struct http1_msg *m);
+static int on_response_body(void *ctx, const char *p, size_t n);
+static int on_response_end(void *ctx, struct http1_msg *m);
+
+static const struct http1_handler request_handler = {on_request_head, on_request_body,
+                                                     on_request_end};
+static const struct http1_handler response_handler = {on_response_head, on_response_body,
+                                                      on_response_end};
+
+/* ---- allocation ---- */
+
+static struct exchange *exchange_new(struct conn *c)
+{
+    struct worker *w = c->w;
+    const struct cfg *cfg = w->cfg;
+    unsigned nreq = (unsigned)cfg->limits.max_headers;
+    struct exchange *x = w->free_exchanges;
+    if (x != NULL && x->nheaders_cap == nreq) {
+        w->free_exchanges = x->next_free;
+        w->nfree_exchanges--;
+    } else {
+        x = malloc(sizeof(*x) + (nreq + RESP_MAX_HEADERS) * sizeof(struct http1_header));
+        if (x == NULL)
+            return NULL;
+    }
+    memset(x, 0, sizeof(*x));
+    x->nheaders_cap = nreq;
+    x->c = c;
+    x->w = w;
+    x->req_lim = (struct http1_limits){
+        .max_head = cfg->limits.max_header_bytes,
+        .max_uri = cfg->limits.max_uri_bytes,
+        .max_headers = nreq,
+        .max_body = cfg->limits.max_body_bytes,
+    };
+    x->resp_lim = (struct http1_limits){
+        .max_head = w->inbufs.chunk_size - 1,
+        .max_uri = w->inbufs.chunk_size - 1,
+        .max_headers = RESP_MAX_HEADERS,
+    };
+    http1_msg_init(&x->req, 1, x->headers, nreq, &x->req_lim, &request_handler, x);
+    http1_msg_init(&x->resp, 0, x->headers + nreq, RESP_MAX_HEADERS, &x->resp_lim,
+                   &response_handler, x);
+    x->out = (struct http1_out){.sink = conn_sink(c), .buf = w->scratch,
+                                .cap = sizeof(w->scratch)};
+    x->start_ns = uv_hrtime();
+    x->status = 0;
+    return x;
+}
+
+static void exchange_free(struct exchange *x)
+{
+    struct worker *w = x->w;
+    buf_chunk_put(&w->inbufs, &x->uhead);
+    buf_chunk_put(&w->inbufs, &x->rhead);
+    if (w->nfree_exchanges < 64 && x->nheaders_cap == w->cfg->limits.max_headers) {
+        x->next_free = w->free_exchanges;
+        w->free_exchanges = x;
+        w->nfree_exchanges++;
+    } else {
+        free(x);
+    }
+}
+
+void exchange_pool_free(struct worker *w)
+{
+    while (w->free_exchanges != NULL) {
+        struct exchange *x = w->free_exchanges;
+        w->free_exchanges = x->next_free;
+        free(x);
+    }
+    w->nfree_exchanges = 0;
+}
+
+/* ---- ending ---- */
+
+static void log_access(struct exchange *x)
+{
+    if (!log_access_enabled())
+        return;
+    struct access_entry e = {
+        .c = x->c,
+        .req = x->req_head_done ? &x->req : NULL,
+        .status = x->status,
+        .bytes = x->resp_bytes,
+        .duration_ns = uv_hrtime() - x->start_ns,
+        .upstream = x->up ? x->pool->cfg->servers[x->up->server].name : NULL,
+        .route = x->route,
+    };
+    access_log_write(&x->w->access, x->w->cfg, &e);
+}
+
+static void detach_upstream(struct exchange *x, int reusable)
+{
+    struct upconn *up = x->up;
+    if (up == NULL)
+        return;
+    x->up = NULL;
+    if (reusable)
+        upconn_release(up);
+    else
+        upconn_close(up);
+}
+
+/* The exchange is over: free it and tell the connection. */
+static void finish(struct exchange *x)
+{
+    struct conn *c = x->c;
+    int reusable = x->resp_done && x->req_done && !x->upstream_extra && !x->upgraded &&
+                   (x->resp.flags & HTTP1_F_KEEP_ALIVE) && x->pool->cfg->keepalive > 0;
+    int close_after = x->close_after;
+    log_access(x);
+    detach_upstream(x, reusable);
+    if (x->req_head_done && c->in_len >= x->head_len)
+        conn_consume_input(c, 0, x->head_len);
+    else
+        close_after = 1;
+    c->x = NULL;
+    exchange_free(x);
+    conn_exchange_done(c, close_after);
+}
+
+static int flush_client(struct exchange *x)
+{
+    int rc = http1_out_flush(&x->out);
+    if (rc == 0)
+        rc = conn_flush(x->c);
+    return rc;
+}
+
+/* Answers status itself; the exchange ends. */
+static void respond_error(struct exchange *x, int status, const char *why)
+{
+    struct conn *c = x->c;
+    if (x->resp_started) {
+        log_debug("connection from %s: %s after the response started", c->peer_ip, why);
+        x->close_after = 1;
+        exchange_abort(c);
+        conn_abort(c);
+        return;
+    }
+    detach_upstream(x, 0);
+    /* Keep the connection only when the request is fully read and the
+     * answer does not come from a framing problem. */
+    int keep = x->req_done && (x->req.flags & HTTP1_F_KEEP_ALIVE) &&
+               (status == 404 || status == 502 || status == 504);
+    if (status >= 500)
+        log_info("%s %.*s: %d %s", c->peer_ip, (int)x->req.uri.len, x->req.uri.p, status, why);
+    else
+        log_debug("%s: %d %s", c->peer_ip, status, why);
+    x->status = status;
+    x->close_after = !keep;
+    http1_write_simple_response(&x->out, status, x->close_after, NULL, NULL);
+    x->resp_started = 1;
+    x->resp_done = 1;
+    flush_client(x);
+    if (c->state == CONN_CLOSED)
+        return;
+    finish(x);
+}
+
+void exchange_abort(struct conn *c)
+{
+    struct exchange *x = c->x;
+    if (x == NULL)
+        return;
+    if (x->req_head_done && !x->resp_done) {
+        if (x->status == 0)
+            x->status = 499; /* nginx's "client closed request" */
+        log_access(x);
+    }
+    detach_upstream(x, 0);
+    c->x = NULL;
+    exchange_free(x);
+}
+
+void exchange_on_header_timeout(struct conn *c)
+{
+    respond_error(c->x, 408, "request head timed out");
+}
+
+int exchange_reading_head(const struct conn *c)
+{
+    return c->x != NULL && !c->x->req_head_done;
+}
+
+int exchange_request_complete(const struct conn *c)
+{
+    return c->x != NULL && c->x->req_done;
+}
+
+/* ---- request side ---- */
+
+static int build_upstream_head(struct exchange *x)
+{
+    struct conn *c = x->c;
+    struct worker *w = x->w;
+    if (x->uhead == NULL && (x->uhead = buf_chunk_get(&w->inbufs)) == NULL)
+        return 500;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", c->l->port);
+    struct http1_fwd fwd = {
+        .client_ip = {c->peer_ip, strlen(c->peer_ip)},
+        .trusted_peer = cfg_is_trusted_proxy(w->cfg, (struct sockaddr *)&c->peer),
+        .listener_port = c->l->port,
+        .default_host = {x->pool->cfg->servers[0].name, strlen(x->pool->cfg->servers[0].name)},
+        .keep_alive = x->pool->cfg->keepalive > 0,
+    };
+    /* No sink: the head must fit, so that it can be sent again on retry. */
+    struct http1_out o = {.sink = NULL, .buf = x->uhead->data, .cap = x->uhead->cap};
+    http1_write_request_head(&o, &x->req, &fwd);
+    if (o.len + 1 > o.cap || o.err)
+        return 431;
+    x->uhead->len = (uint32_t)o.len;
+    return 0;
+}
+
+static void arm_response_timer(struct exchange *x)
+{
+    if (x->up != NULL)
+        upconn_set_timeout(x->up, x->pool->cfg->response_timeout_ms);
+}
+
+/* Attaches a connection (pooled or new) and queues the request on it:
+ * the head, or everything queued on a connection that failed to connect.
+ * Sending starts in push_request(), outside parser callbacks. */
+static int attach_upstream(struct exchange *x, struct upconn *up, struct outq *carry)
+{
+    if (up == NULL)
+        return 502;
+    x->up = up;
+    x->up_reading = 0;
+    x->attempts++;
+    if (carry != NULL)
+        outq_move(&up->out, carry);
+    else if (outq_append(&up->out, x->uhead->data, x->uhead->len) != 0)
+        return 500;
+    return 0;
+}
+
+static int on_request_head(void *ctx, struct http1_msg *m)
+{
+    struct exchange *x = ctx;
+    struct conn *c = x->c;
+    struct worker *w = x->w;
+    char host[ROUTE_MAX_HOST + 1];
+
+    w->stats.requests++;
+    x->req_head_done = 1;
+    int hl = route_normalize_host(m->host, host);
+    if (hl < 0) {
+        m->error_reason = "invalid Host";
+        return 400;
+    }
+    x->route = route_match(w->cfg, (struct span){host, (size_t)hl}, m->path);
+    if (x->route == NULL) {
+        m->error_reason = "no route";
+        return 404;
+    }
+    x->pool = &w->upstreams[x->route->upstream];
+    x->replayable = !(m->flags & HTTP1_F_CHUNKED) &&
+                    (!(m->flags & HTTP1_F_CONTENT_LENGTH) || m->content_length == 0);
+    x->resp.request_was_head = (m->flags & HTTP1_F_HEAD) != 0;
+    int rc = build_upstream_head(x);
+    if (rc != 0)
+        return rc;
+    /* The head timer is done; a body is paced by the idle timer. */
+    conn_set_timeout(c, w->cfg->timeouts.client_idle_ms);
+    rc = attach_upstream(x, upstream_acquire(x->pool, &x->tried, &upstream_ops, x), NULL);
+    if (rc == 502)
+        x->upstream_error = "no server available";
+    return rc;
+}
+
+static int queue_upstream(struct exchange *x, const char *p, size_t n)
+{
+    return x->up != NULL && outq_append(&x->up->out, p, n) == 0 ? 0 : 500;
+}
+
+static int on_request_body(void *ctx, const char *p, size_t n)
+{
+    struct exchange *x = ctx;
+    char line[24];
+    if (!(x->req.flags & HTTP1_F_CHUNKED))
+        return queue_upstream(x, p, n);
+    int len = snprintf(line, sizeof(line), "%zx\r\n", n);
+    if (queue_upstream(x, line, (size_t)len) || queue_upstream(x, p, n) ||
+        queue_upstream(x, "\r\n", 2))
+        return 500;
+    return 0;
+}
+
+static int on_request_end(void *ctx, struct http1_msg *m)
+{
+    struct exchange *x = ctx;
+    x->req_done = 1;
+    if ((m->flags & HTTP1_F_CHUNKED) && queue_upstream(x, "0\r\n\r\n", 5) != 0)
+        return 500;
+    /* From here the upstream's response timer governs, not the client's. */
+    conn_set_timeout(x->c, 0);
+    return 0;
+}
+
+/* Sends what is queued once the connection is up; stops the client when
+ * the upstream does not keep up. */
+static void push_request(struct exchange *x)
+{
+    struct upconn *up = x->up;
+    if (up == NULL || !up->connected)
+        return;
+    if (!x->up_reading) {
+        if (upconn_read_start(up) != 0) {
+            fail_upstream(x, 502, "upstream read failed");
+            return;
+        }
+        x->up_reading = 1;
+        arm_response_timer(x);
+    }
+    if (upconn_flush(up) != 0) {
+        fail_upstream(x, 502, "upstream write failed");
+        return;
+    }
+    if (up->out.bytes > CONN_HIGH_WATER)
+        conn_block_input(x->c);
+}
+
+void exchange_on_client_input(struct conn *c)
+{
+    struct exchange *x = c->x;
+    if (x == NULL) {
+        /* Robustness (RFC 9112 2.2): empty lines before a request. */
+        while (c->in_len >= 2 && c->in[0] == '\r' && c->in[1] == '\n')
+            conn_consume_input(c, 0, 2);
+        if (c->in_len == 0 || (c->in_len == 1 && c->in[0] == '\r'))
+            return;
+        x = exchange_new(c);
+        if (x == NULL) {
+            conn_abort(c);
+            return;
+        }
+        c->x = x;
+        conn_set_timeout(c, c->w->cfg->timeouts.client_header_ms);
+    }
+    if (x->req_done)
+        return;
+    size_t used = 0;
+    enum http1_result res;
+    if (!x->req_head_done) {
+        long r = http1_scan_head(&x->req.scan, c->in, c->in_len, 1, &x->req_lim);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            respond_error(x, (int)-r, "malformed request head");
+            return;
+        }
+        x->head_len = (size_t)r;
+        res = http1_parse(&x->req, c->in, x->head_len, &used);
+        if (res == HTTP1_ERROR) {
+            x->req_head_done = 1;
+            respond_error(x, x->req.error_status, x->req.error_reason ? x->req.error_reason : "bad request");
+            return;
+        }
+    }
+    if (!x->req_done && c->in_len > x->head_len) {
+        res = http1_parse(&x->req, c->in + x->head_len, c->in_len - x->head_len, &used);
+        if (res == HTTP1_ERROR) {
+            respond_error(x, x->req.error_status, "bad request body");
+            return;
+        }
+        /* Forwarded: drop the body bytes, keep the head. */
+        conn_consume_input(c, x->head_len, used);
+    }
+    push_request(x);
+}
+
+void exchange_tunnel_to_upstream(struct conn *c, const char *p, size_t n)
+{
+    struct exchange *x = c->x;
+    if (x == NULL || x->up == NULL)
+        return;
+    conn_set_timeout(c, c->w->cfg->timeouts.client_idle_ms);
+    if (outq_append(&x->up->out, p, n) != 0) {
+        conn_abort(c);
+        return;
+    }
+    push_request(x);
+}
+
+/* ---- response side ---- */
+
+static int on_response_head(void *ctx, struct http1_msg *m)
+{
+    struct exchange *x = ctx;
+    struct conn *c = x->c;
+    struct http1_resp_fwd fwd = {.client_version = x->req.version, .hsts = x->w->cfg->forwarding.hsts};
+
+    if (m->status == 101) {
+        if (!(x->req.flags & HTTP1_F_UPGRADE) || !x->req_done) {
+            m->error_reason = "upstream switched protocols unasked";
+            return 502;
+        }
+        x->upgraded = 1;
+    } else if (m->status < 200) {
+        /* Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2). */
+        if (x->req.version == 11)
+            http1_write_response_head(&x->out, m, &fwd);
+        return 0;
+    }
+    x->framing = http1_response_framing(&x->req, m);
+    x->close_after = !(x->req.flags & HTTP1_F_KEEP_ALIVE) || x->framing == HTTP1_FRAMING_CLOSE ||
+                     !x->req_done || c->w->stopping;
+    fwd.framing = x->framing;
+    fwd.close = x->close_after && !x->upgraded;
+    http1_write_response_head(&x->out, m, &fwd);
+    x->status = m->status;
+    x->resp_started = 1;
+    return 0;
+}
+
+static int on_response_body(void *ctx, const char *p, size_t n)
+{
+    struct exchange *x = ctx;
+    x->resp_bytes += n;
+    if (x->framing == HTTP1_FRAMING_CHUNKED) {
+        http1_write_chunk_header(&x->out, n);
+        http1_out_put(&x->out, p, n);
+        http1_write_chunk_trailer(&x->out);
+    } else {
+        http1_out_put(&x->out, p, n);
+    }
+    return x->out.err ? 500 : 0;
+}
+
+static int on_response_end(void *ctx, struct http1_msg *m)
+{
+    struct exchange *x = ctx;
+    if (m->status < 200 && m->status != 101)
+        return 0;
+    if (x->framing == HTTP1_FRAMING_CHUNKED)
+        http1_write_last_chunk(&x->out);
+    x->resp_done = 1;
+    return 0;
+}
+
+static void fail_upstream(struct exchange *x, int status, const char *why)
+{
+    x->upstream_error = why;
+    respond_error(x, status, why);
+}
+
+/* Head bytes arrive in x->rhead; returns bytes of p used, or -1 when the
+ * exchange ended. */
+static long collect_response_head(struct exchange *x, const char *p, size_t n)
+{
+    if (x->rhead == NULL && (x->rhead = buf_chunk_get(&x->w->inbufs)) == NULL) {
+        fail_upstream(x, 502, "out of memory");
+        return -1;
+    }
+    struct buf_chunk *h = x->rhead;
+    size_t room = h->cap - h->len, take = n < room ? n : room;
+    memcpy(h->data + h->len, p, take);
+    h->len += (uint32_t)take;
+    long r = http1_scan_head(&x->resp.scan, h->data, h->len, 0, &x->resp_lim);
+    if (r < 0) {
+        fail_upstream(x, 502, "malformed response head");
+        return -1;
+    }
+    if (r == 0)
+        return (long)take;
+    size_t used;
+    enum http1_result res = http1_parse(&x->resp, h->data, (size_t)r, &used);
+    if (res == HTTP1_ERROR) {
+        fail_upstream(x, x->resp.error_status == 502 ? 502 : x->resp.error_status,
+                      x->resp.error_reason ? x->resp.error_reason : "bad response");
+        return -1;
+    }
+    size_t left = h->len - (size_t)r;
+    if (res == HTTP1_DONE) {
+        /* A message without body: an interim response (the next head may
+         * follow) or the final one. */
+        memmove(h->data, h->data + r, left);
+        h->len = (uint32_t)left;
+        if (!x->resp_done && !x->upgraded) {
+            http1_msg_reset(&x->resp);
+            x->resp.scan = (struct http1_scan){0};
+        }
+        return (long)take;
+    }
+    /* Body bytes that came with the head. */
+    if (left > 0 && http1_parse(&x->resp, h->data + r, left, &used) == HTTP1_ERROR) {
+        fail_upstream(x, 502, "bad response body");
+        return -1;
+    }
+    if (x->resp_done && used < left)
+        x->upstream_extra = 1;
+    h->len = 0;
+    buf_chunk_put(&x->w->inbufs, &x->rhead);
+    return (long)take;
+}
+
+/* Moves upstream bytes to the client; returns 0, or -1 when the exchange ended. */
+static int relay_response(struct exchange *x, const char *p, size_t n)
+{
+    while (n > 0 && !x->resp_done && !x->upgraded) {
+        if (!x->resp.in_body || x->rhead != NULL) {
+            long used = collect_response_head(x, p, n);
+            if (used < 0)
+                return -1;
+            p += used;
+            n -= (size_t)used;
+            continue;
+        }
+        size_t used;
+        enum http1_result res = http1_parse(&x->resp, p, n, &used);
+        if (res == HTTP1_ERROR) {
+            log_info("%s: upstream %s: %s", x->c->peer_ip, x->pool->cfg->name,
+                     x->resp.error_reason ? x->resp.error_reason : "bad response body");
+            x->upstream_error = "bad response body";
+            respond_error(x, 502, "bad response body");
+            return -1;
+        }
+        p += used;
+        n -= used;
+    }
+    if (x->upgraded) {
+        /* Tunnel bytes that came with the 101, in order. */
+        if (x->rhead != NULL)
+            http1_out_put(&x->out, x->rhead->data, x->rhead->len);
+        buf_chunk_put(&x->w->inbufs, &x->rhead);
+        http1_out_put(&x->out, p, n);
+        return 0;
+    }
+    if (n > 0 || (x->rhead != NULL && x->rhead->len > 0))
+        x->upstream_extra = 1;
+    return 0;
+}
+
+static void after_relay(struct exchange *x)
+{
+    struct conn *c = x->c;
+    if (flush_client(x) != 0 || c->state == CONN_CLOSED)
+        return;
+    if (x->upgraded) {
+        log_access(x);
+        conn_consume_input(c, 0, x->head_len);
+        x->head_len = 0;
+        upconn_set_timeout(x->up, 0);
+        conn_enter_tunnel(c);
+        return;
+    }
+    if (x->resp_done) {
+        finish(x);
+        return;
+    }
+    if (conn_out_pending(c) > CONN_HIGH_WATER && x->up != NULL) {
+        /* The client reads slower than the upstream writes. */
+        upconn_read_stop(x->up);
+        upconn_set_timeout(x->up, 0);
+        x->upstream_paused = 1;
+        conn_set_timeout(c, x->w->cfg->timeouts.client_idle_ms);
+    }
+}
+
+void exchange_on_client_drained(struct conn *c)
+{
+    struct exchange *x = c->x;
+    if (x == NULL || !x->upstream_paused || x->up == NULL)
+        return;
+    x->upstream_paused = 0;
+    if (upconn_read_start(x->up) != 0) {
+        conn_abort(c);
+        return;
+    }
+    if (!x->upgraded) {
+        conn_set_timeout(c, 0);
+        arm_response_timer(x);
+    }
+}
+
+static void tunnel_to_client(struct exchange *x, const char *p, size_t n)
+{
+    struct conn *c = x->c;
+    conn_set_timeout(c, x->w->cfg->timeouts.client_idle_ms);
+    if (sink_write(conn_sink(c), p, n) != 0 || conn_flush(c) != 0)
+        return;
+    if (conn_out_pending(c) > CONN_HIGH_WATER) {
+        upconn_read_stop(x->up);
+        x->upstream_paused = 1;
+    }
+}
+
+/* A pooled connection the upstream had closed: try once more on a fresh
+ * one when the request can be replayed safely. */
+static int retry_stale(struct exchange *x)
+{
+    struct upconn *up = x->up;
+    if (up == NULL || !up->reused || !x->replayable || !(x->req.flags & HTTP1_F_IDEMPOTENT) ||
+        x->resp_started || x->rhead != NULL || x->attempts >= MAX_ATTEMPTS)
+        return 0;
+    size_t server = up->server;
+    detach_upstream(x, 0);
+    log_debug("%s: pooled upstream connection was stale, retrying", x->c->peer_ip);
+    if (attach_upstream(x, upstream_connect(x->pool, server, &upstream_ops, x), NULL) != 0)
+        return 0;
+    push_request(x);
+    return 1;
+}
+
+static void on_upstream_eof(struct exchange *x, int err)
+{
+    struct conn *c = x->c;
+    if (x->upgraded) {
+        conn_close_after_flush(c);
+        return;
+    }
+    if (!x->resp.in_body || x->rhead != NULL) {
+        if (retry_stale(x))
+            return;
+        fail_upstream(x, 502, err == UV_EOF ? "upstream closed before responding"
+                                            : "upstream reset before responding");
+        return;
+    }
+    if (http1_finish(&x->resp) == HTTP1_DONE && x->resp_done) {
+        x->close_after = x->close_after || x->framing == HTTP1_FRAMING_CLOSE;
+        x->upstream_extra = 1; /* it closed: never reuse */
+        after_relay(x);
+        return;
+    }
+    log_info("%s: upstream %s closed mid-response", c->peer_ip, x->pool->cfg->name);
+    x->upstream_error = "closed mid-response";
+    respond_error(x, 502, "upstream closed mid-response");
+}
+
+static void on_upstream_read(void *owner, struct upconn *up, const char *p, ssize_t n)
+{
+    struct exchange *x = owner;
+    (void)up;
+    if (n < 0) {
+        on_upstream_eof(x, (int)n);
+        return;
+    }
+    if (x->upgraded) {
+        tunnel_to_client(x, p, (size_t)n);
+        return;
+    }
+    arm_response_timer(x);
+    if (relay_response(x, p, (size_t)n) != 0)
+        return;
+    after_relay(x);
+}
+
+static void on_upstream_connect(void *owner, struct upconn *up, int status)
+{
+    struct exchange *x = owner;
+    if (status == 0) {
+        push_request(x);
+        return;
+    }
+    log_info("upstream %s: connect to %s failed: %s", x->pool->cfg->name,
+             x->pool->cfg->servers[up->server].name, uv_strerror(status));
+    /* Nothing was sent: the queued request moves to the next server. */
+    struct outq carry;
+    outq_init(&carry, up->out.pool, NULL, NULL);
+    outq_move(&carry, &up->out);
+    detach_upstream(x, 0);
+    int rc = x->attempts < MAX_ATTEMPTS
+                 ? attach_upstream(x, upstream_acquire(x->pool, &x->tried, &upstream_ops, x),
+                                   &carry)
+                 : 502;
+    if (rc != 0) {
+        outq_discard(&carry);
+        fail_upstream(x, 502, "upstream refused the connection");
+        return;
+    }
+    push_request(x);
+}
+
+static void on_upstream_written(void *owner, struct upconn *up, int status)
+{
+    struct exchange *x = owner;
+    if (status < 0) {
+        if (retry_stale(x))
+            return;
+        if (x->upgraded)
+            conn_close_after_flush(x->c);
+        else
+            fail_upstream(x, 502, "upstream write failed");
+        return;
+    }
+    if (up->out.bytes > 0)
+        upconn_flush(up);
+    else if (x->c->input_blocked)
+        conn_unblock_input(x->c);
+}
+
+static void on_upstream_timeout(void *owner, struct upconn *up)
+{
+    struct exchange *x = owner;
+    if (!up->connected) {
+        log_info("upstream %s: connect to %s timed out", x->pool->cfg->name,
+                 x->pool->cfg->servers[up->server].name);
+        fail_upstream(x, 504, "upstream connect timed out");
+        return;
+    }
+    if (x->resp_started) {
+        log_info("%s: upstream %s stalled mid-response", x->c->peer_ip, x->pool->cfg->name);
+        x->close_after = 1;
+        conn_abort(x->c);
+        return;
+    }
+    fail_upstream(x, 504, "upstream response timed out");
+}
+
+static const struct upconn_owner_ops upstream_ops = {
+    .on_connect = on_upstream_connect,
+    .on_read = on_upstream_read,
+    .on_written = on_upstream_written,
+    .on_timeout = on_upstream_timeout,
+};

@@ -1,0 +1,893 @@
+/*
+ * http1: strict HTTP/1.1 head checks, llhttp glue, header semantics and head
+ * serialisation.  Never touches sockets or TLS: bytes in, spans and sink
+ * writes out.
+ */
+#include "http1.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- pre-parse ---- */
+
+static int is_tchar(unsigned char c)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && memchr(extra, c, sizeof(extra) - 1) != NULL);
+}
+
+/* field-vchar / SP / HTAB, obs-text included: everything but CTLs. */
+static int is_value_char(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static size_t scan_token(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && is_tchar((unsigned char)p[i]))
+        i++;
+    return i;
+}
+
+/* "HTTP/d.d": returns 10/11 for 1.0/1.1, 0 for another version, -1 if malformed. */
+static int scan_version(const char *p, size_t n)
+{
+    if (n != 8 || memcmp(p, "HTTP/", 5) != 0 || p[6] != '.' || p[5] < '0' || p[5] > '9' ||
+        p[7] < '0' || p[7] > '9')
+        return -1;
+    if (p[5] == '1' && (p[7] == '0' || p[7] == '1'))
+        return 10 + (p[7] - '0');
+    return 0;
+}
+
+static int check_request_line(const char *p, size_t n)
+{
+    size_t m = scan_token(p, n);
+    if (m == 0 || m >= n || p[m] != ' ')
+        return -400;
+    size_t t = m + 1, te = t;
+    while (te < n && (unsigned char)p[te] > 0x20 && (unsigned char)p[te] < 0x7f)
+        te++;
+    if (te == t || te >= n || p[te] != ' ')
+        return -400;
+    int v = scan_version(p + te + 1, n - te - 1);
+    if (v < 0)
+        return -400;
+    return v == 0 ? -505 : 0;
+}
+
+static int check_status_line(const char *p, size_t n)
+{
+    if (n < 12 || scan_version(p, 8) <= 0 || p[8] != ' ')
+        return -502;
+    for (int i = 9; i < 12; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return -502;
+    if (n == 12)
+        return 0;
+    if (p[12] != ' ')
+        return -502;
+    for (size_t i = 13; i < n; i++)
+        if (!is_value_char((unsigned char)p[i]))
+            return -502;
+    return 0;
+}
+
+static int check_header_line(const char *p, size_t n, int bad)
+{
+    size_t m = scan_token(p, n);
+    /* A leading space is obs-fold; an empty name or space before the colon
+     * is how smuggling starts. */
+    if (m == 0 || m >= n || p[m] != ':')
+        return bad;
+    for (size_t i = m + 1; i < n; i++)
+        if (!is_value_char((unsigned char)p[i]))
+            return bad;
+    return 0;
+}
+
+long http1_scan_head(struct http1_scan *sc, const char *buf, size_t len, int is_request,
+                     const struct http1_limits *lim)
+{
+    int bad = is_request ? -400 : -502;
+    int too_big = is_request ? -431 : -502;
+    size_t i = sc->pos;
+    for (; i < len; i++) {
+        if (buf[i] != '\n') {
+            if (i + 1 > lim->max_head)
+                return sc->lines == 0 && is_request ? -414 : too_big;
+            if (sc->lines == 0 && is_request && i + 1 > lim->max_uri)
+                return -414;
+            continue;
+        }
+        if (i == sc->line_start || buf[i - 1] != '\r')
+            return bad; /* bare LF */
+        const char *line = buf + sc->line_start;
+        size_t n = i - 1 - sc->line_start;
+        int rc;
+        if (n == 0) {
+            if (sc->lines == 0)
+                return bad;
+            sc->pos = i + 1;
+            return (long)(i + 1);
+        }
+        if (sc->lines == 0)
+            rc = is_request ? check_request_line(line, n) : check_status_line(line, n);
+        else
+            rc = check_header_line(line, n, bad);
+        if (rc != 0)
+            return rc;
+        if (sc->lines > lim->max_headers)
+            return too_big;
+        sc->lines++;
+        sc->line_start = i + 1;
+    }
+    sc->pos = i;
+    return 0;
+}
+
+/* ---- header meaning ---- */
+
+enum http1_hdr http1_classify(struct span name)
+{
+    static const struct {
+        const char *name;
+        enum http1_hdr kind;
+    } known[] = {
+        {"host", HTTP1_HDR_HOST},
+        {"content-length", HTTP1_HDR_CONTENT_LENGTH},
+        {"transfer-encoding", HTTP1_HDR_TRANSFER_ENCODING},
+        {"connection", HTTP1_HDR_CONNECTION},
+        {"keep-alive", HTTP1_HDR_KEEP_ALIVE},
+        {"proxy-connection", HTTP1_HDR_PROXY_CONNECTION},
+        {"te", HTTP1_HDR_TE},
+        {"trailer", HTTP1_HDR_TRAILER},
+        {"upgrade", HTTP1_HDR_UPGRADE},
+        {"expect", HTTP1_HDR_EXPECT},
+        {"http2-settings", HTTP1_HDR_HTTP2_SETTINGS},
+        {"proxy-authorization", HTTP1_HDR_PROXY_AUTHORIZATION},
+        {"x-forwarded-for", HTTP1_HDR_X_FORWARDED_FOR},
+        {"x-forwarded-proto", HTTP1_HDR_X_FORWARDED_PROTO},
+        {"x-forwarded-host", HTTP1_HDR_X_FORWARDED_HOST},
+        {"x-forwarded-port", HTTP1_HDR_X_FORWARDED_PORT},
+        {"forwarded", HTTP1_HDR_FORWARDED},
+        {"strict-transport-security", HTTP1_HDR_STRICT_TRANSPORT_SECURITY},
+        {"user-agent", HTTP1_HDR_USER_AGENT},
+        {"referer", HTTP1_HDR_REFERER},
+    };
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (span_caseeq(name, known[i].name))
+            return known[i].kind;
+    return HTTP1_HDR_OTHER;
+}
+
+/* Headers that describe one hop and never travel further. */
+static int is_hop_by_hop(enum http1_hdr k)
+{
+    switch (k) {
+    case HTTP1_HDR_CONNECTION:
+    case HTTP1_HDR_KEEP_ALIVE:
+    case HTTP1_HDR_PROXY_CONNECTION:
+    case HTTP1_HDR_TE:
+    case HTTP1_HDR_TRAILER:
+    case HTTP1_HDR_TRANSFER_ENCODING:
+    case HTTP1_HDR_UPGRADE:
+    case HTTP1_HDR_HTTP2_SETTINGS:
+    case HTTP1_HDR_PROXY_AUTHORIZATION:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int parse_connection_tokens(struct http1_msg *m, unsigned *close, unsigned *keep,
+                                   unsigned *upgrade)
+{
+    for (unsigned i = 0; i < m->nheaders; i++) {
+        if (m->headers[i].kind != HTTP1_HDR_CONNECTION)
+            continue;
+        struct span list = m->headers[i].value, tok;
+        while (span_next_list_item(&list, &tok)) {
+            if (scan_token(tok.p, tok.len) != tok.len)
+                return -1;
+            if (span_caseeq(tok, "close"))
+                *close = 1;
+            else if (span_caseeq(tok, "keep-alive"))
+                *keep = 1;
+            else if (span_caseeq(tok, "upgrade"))
+                *upgrade = 1;
+            else if (m->nconnection_tokens < sizeof(m->connection_tokens) / sizeof(m->connection_tokens[0]))
+                m->connection_tokens[m->nconnection_tokens++] = tok;
+            else
+                return -1;
+        }
+    }
+    /* Headers the client named as hop-by-hop are dropped too, except those
+     * moat regenerates itself, which an attacker could otherwise strip. */
+    for (unsigned i = 0; i < m->nheaders; i++) {
+        struct http1_header *h = &m->headers[i];
+        if (is_hop_by_hop(h->kind))
+            h->dropped = 1;
+        for (unsigned t = 0; t < m->nconnection_tokens && !h->dropped; t++)
+            if (h->kind == HTTP1_HDR_OTHER && span_caseeq_span(h->name, m->connection_tokens[t]))
+                h->dropped = 1;
+    }
+    return 0;
+}
+
+struct framing_count {
+    unsigned host, cl, te, upgrade, expect;
+    struct span te_value, upgrade_value, expect_value, host_value;
+};
+
+static void count_framing(const struct http1_msg *m, struct framing_count *fc)
+{
+    memset(fc, 0, sizeof(*fc));
+    for (unsigned i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        switch (h->kind) {
+        case HTTP1_HDR_HOST: fc->host++; fc->host_value = h->value; break;
+        case HTTP1_HDR_CONTENT_LENGTH: fc->cl++; break;
+        case HTTP1_HDR_TRANSFER_ENCODING: fc->te++; fc->te_value = h->value; break;
+        case HTTP1_HDR_UPGRADE: fc->upgrade++; fc->upgrade_value = h->value; break;
+        case HTTP1_HDR_EXPECT: fc->expect++; fc->expect_value = h->value; break;
+        default: break;
+        }
+    }
+}
+
+static int fail(struct http1_msg *m, int status, const char *why)
+{
+    m->error_status = status;
+    m->error_reason = why;
+    return status;
+}
+
+/* Splits the request target into what is routed and what is sent on. */
+static int analyze_target(struct http1_msg *m)
+{
+    struct span t = m->target;
+    if (memchr(t.p, '#', t.len) != NULL)
+        return fail(m, 400, "fragment in request target");
+    if (t.len > 0 && t.p[0] == '/') {
+        m->uri = t;
+    } else if (span_eq(t, "*")) {
+        if (llhttp_get_method(&m->parser) != HTTP_OPTIONS)
+            return fail(m, 400, "asterisk-form target outside OPTIONS");
+        m->uri = t;
+        m->path = SPAN_LIT("/");
+        return 0;
+    } else {
+        size_t skip;
+        if (t.len > 7 && strncasecmp(t.p, "http://", 7) == 0)
+            skip = 7;
+        else if (t.len > 8 && strncasecmp(t.p, "https://", 8) == 0)
+            skip = 8;
+        else
+            return fail(m, 400, "request target is not origin-form or absolute-form");
+        size_t e = skip;
+        while (e < t.len && t.p[e] != '/' && t.p[e] != '?')
+            e++;
+        struct span authority = {t.p + skip, e - skip};
+        if (authority.len == 0 || memchr(authority.p, '@', authority.len) != NULL)
+            return fail(m, 400, "bad authority in absolute-form target");
+        if (e < t.len && t.p[e] == '?')
+            return fail(m, 400, "absolute-form target without a path");
+        m->host = authority;
+        m->uri = e < t.len ? (struct span){t.p + e, t.len - e} : SPAN_LIT("/");
+        m->flags |= HTTP1_F_ABSOLUTE_FORM;
+    }
+    const char *q = memchr(m->uri.p, '?', m->uri.len);
+    m->path = (struct span){m->uri.p, q ? (size_t)(q - m->uri.p) : m->uri.len};
+    if (!http1_path_is_safe(m->path))
+        return fail(m, 400, "dot segment in path");
+    return 0;
+}
+
+static int analyze_request(struct http1_msg *m)
+{
+    struct framing_count fc;
+    unsigned conn_close = 0, conn_keep = 0, conn_upgrade = 0;
+    int method = llhttp_get_method(&m->parser);
+
+    m->version = llhttp_get_http_major(&m->parser) * 10 + llhttp_get_http_minor(&m->parser);
+    if (m->version != 10 && m->version != 11)
+        return fail(m, 505, "HTTP version not supported");
+    if (method == HTTP_CONNECT)
+        return fail(m, 405, "CONNECT is not supported");
+    if (method == HTTP_HEAD)
+        m->flags |= HTTP1_F_HEAD;
+    if (method == HTTP_GET || method == HTTP_HEAD || method == HTTP_PUT ||
+        method == HTTP_DELETE || method == HTTP_OPTIONS || method == HTTP_TRACE)
+        m->flags |= HTTP1_F_IDEMPOTENT;
+
+    count_framing(m, &fc);
+    if (parse_connection_tokens(m, &conn_close, &conn_keep, &conn_upgrade) != 0)
+        return fail(m, 400, "bad Connection header");
+    if (fc.host > 1)
+        return fail(m, 400, "more than one Host header");
+    if (fc.host == 0 && m->version == 11)
+        return fail(m, 400, "missing Host header");
+    if (fc.host == 1)
+        m->host = fc.host_value;
+    if (fc.cl > 1)
+        return fail(m, 400, "more than one Content-Length");
+    if (fc.te > 0) {
+        if (fc.te > 1 || !span_caseeq(fc.te_value, "chunked"))
+            return fail(m, 400, "Transfer-Encoding other than chunked");
+        if (m->version == 10)
+            return fail(m, 400, "Transfer-Encoding in HTTP/1.0");
+        if (fc.cl > 0)
+            return fail(m, 400, "both Content-Length and Transfer-Encoding");
+        m->flags |= HTTP1_F_CHUNKED;
+    } else if (fc.cl == 1) {
+        m->flags |= HTTP1_F_CONTENT_LENGTH;
+        m->content_length = m->parser.content_length;
+    }
+    if (m->lim->max_body != 0 && (m->flags & HTTP1_F_CONTENT_LENGTH) &&
+        m->content_length > m->lim->max_body)
+        return fail(m, 413, "body larger than max_body_bytes");
+    if (fc.expect > 0 && m->version == 11) {
+        if (fc.expect > 1 || !span_caseeq(fc.expect_value, "100-continue"))
+            return fail(m, 417, "unsupported expectation");
+        m->flags |= HTTP1_F_EXPECT_CONTINUE;
+    }
+    if (conn_upgrade && fc.upgrade == 1 && m->version == 11 && method == HTTP_GET) {
+        struct span list = fc.upgrade_value, first;
+        if (span_next_list_item(&list, &first) && span_caseeq(first, "websocket"))
+            m->flags |= HTTP1_F_UPGRADE;
+    }
+    if (m->version == 11 ? !conn_close : (conn_keep && !conn_close))
+        m->flags |= HTTP1_F_KEEP_ALIVE;
+    return analyze_target(m);
+}
+
+static int analyze_response(struct http1_msg *m)
+{
+    struct framing_count fc;
+    unsigned conn_close = 0, conn_keep = 0, conn_upgrade = 0;
+
+    m->version = llhttp_get_http_major(&m->parser) * 10 + llhttp_get_http_minor(&m->parser);
+    if (m->version != 10 && m->version != 11)
+        return fail(m, 502, "upstream HTTP version");
+    m->status = llhttp_get_status_code(&m->parser);
+    if (m->status < 100 || m->status > 599)
+        return fail(m, 502, "upstream status code");
+    count_framing(m, &fc);
+    if (parse_connection_tokens(m, &conn_close, &conn_keep, &conn_upgrade) != 0)
+        return fail(m, 502, "upstream Connection header");
+    if (fc.cl > 1)
+        return fail(m, 502, "upstream sent more than one Content-Length");
+    if (fc.te > 0) {
+        if (fc.te > 1 || !span_caseeq(fc.te_value, "chunked"))
+            return fail(m, 502, "upstream Transfer-Encoding other than chunked");
+        m->flags |= HTTP1_F_CHUNKED;
+    } else if (fc.cl == 1) {
+        m->flags |= HTTP1_F_CONTENT_LENGTH;
+        m->content_length = m->parser.content_length;
+    }
+    if (m->status == 101)
+        m->flags |= HTTP1_F_UPGRADE;
+    if ((m->status >= 100 && m->status < 200) || m->status == 204 || m->status == 304 ||
+        m->request_was_head)
+        m->flags |= HTTP1_F_NO_BODY;
+    if (m->version == 11 ? !conn_close : (conn_keep && !conn_close))
+        m->flags |= HTTP1_F_KEEP_ALIVE;
+    return 0;
+}
+
+/* ---- llhttp callbacks ---- */
+
+static struct http1_msg *msg_of(llhttp_t *p)
+{
+    return p->data;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t n)
+{
+    msg_of(p)->method = (struct span){at, n};
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n)
+{
+    msg_of(p)->target = (struct span){at, n};
+    return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t n)
+{
+    msg_of(p)->reason = (struct span){at, n};
+    return 0;
+}
+
+static int count_trailer(struct http1_msg *m, size_t n)
+{
+    m->trailer_bytes += n;
+    if (m->trailer_bytes > m->lim->max_head) {
+        fail(m, m->is_request ? 431 : 502, "trailers too large");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    struct http1_msg *m = msg_of(p);
+    if (m->in_body)
+        return count_trailer(m, n);
+    if (m->nheaders >= m->max_headers) {
+        fail(m, m->is_request ? 431 : 502, "too many headers");
+        return -1;
+    }
+    struct http1_header *h = &m->headers[m->nheaders++];
+    h->name = (struct span){at, n};
+    h->value = (struct span){at + n, 0};
+    h->kind = http1_classify(h->name);
+    h->dropped = 0;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    struct http1_msg *m = msg_of(p);
+    if (m->in_body)
+        return count_trailer(m, n);
+    assert(m->nheaders > 0);
+    m->headers[m->nheaders - 1].value = span_trim((struct span){at, n});
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct http1_msg *m = msg_of(p);
+    int rc = m->is_request ? analyze_request(m) : analyze_response(m);
+    m->in_body = 1;
+    if (rc == 0)
+        rc = m->handler->on_head(m->ctx, m);
+    if (rc != 0) {
+        if (m->error_status == 0)
+            fail(m, rc, "refused");
+        return -1;
+    }
+    /* llhttp cannot know that a response answers a HEAD request. */
+    return !m->is_request && m->request_was_head ? 1 : 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    struct http1_msg *m = msg_of(p);
+    m->body_bytes += n;
+    if (m->is_request && m->lim->max_body != 0 && m->body_bytes > m->lim->max_body) {
+        fail(m, 413, "body larger than max_body_bytes");
+        return -1;
+    }
+    int rc = m->handler->on_body(m->ctx, at, n);
+    if (rc != 0) {
+        if (m->error_status == 0)
+            fail(m, rc, "body refused");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct http1_msg *m = msg_of(p);
+    int rc = m->handler->on_end(m->ctx, m);
+    if (rc != 0) {
+        if (m->error_status == 0)
+            fail(m, rc, "end refused");
+        return -1;
+    }
+    /* One message at a time: the caller decides when the next one starts. */
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t request_settings = {
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static const llhttp_settings_t response_settings = {
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void http1_msg_init(struct http1_msg *m, int is_request, struct http1_header *headers,
+                    unsigned max_headers, const struct http1_limits *lim,
+                    const struct http1_handler *handler, void *ctx)
+{
+    m->is_request = is_request;
+    m->headers = headers;
+    m->max_headers = max_headers;
+    m->lim = lim;
+    m->handler = handler;
+    m->ctx = ctx;
+    http1_msg_reset(m);
+}
+
+void http1_msg_reset(struct http1_msg *m)
+{
+    struct http1_header *headers = m->headers;
+    unsigned max_headers = m->max_headers;
+    const struct http1_limits *lim = m->lim;
+    const struct http1_handler *handler = m->handler;
+    void *ctx = m->ctx;
+    int is_request = m->is_request;
+    int was_head = m->request_was_head;
+
+    memset(m, 0, sizeof(*m));
+    m->headers = headers;
+    m->max_headers = max_headers;
+    m->lim = lim;
+    m->handler = handler;
+    m->ctx = ctx;
+    m->is_request = is_request;
+    m->request_was_head = was_head;
+    /* llhttp keeps a pointer to the settings; they are never written. */
+    llhttp_init(&m->parser, is_request ? HTTP_REQUEST : HTTP_RESPONSE,
+                (llhttp_settings_t *)(is_request ? &request_settings : &response_settings));
+    m->parser.data = m;
+}
+
+enum http1_result http1_parse(struct http1_msg *m, const char *p, size_t n, size_t *used)
+{
+    llhttp_errno_t err = llhttp_execute(&m->parser, p, n);
+    switch (err) {
+    case HPE_OK:
+        *used = n;
+        return HTTP1_MORE;
+    case HPE_PAUSED:
+    case HPE_PAUSED_UPGRADE:
+        *used = (size_t)(llhttp_get_error_pos(&m->parser) - p);
+        return HTTP1_DONE;
+    default:
+        *used = 0;
+        if (m->error_status == 0)
+            fail(m, m->is_request ? 400 : 502, llhttp_get_error_reason(&m->parser));
+        return HTTP1_ERROR;
+    }
+}
+
+enum http1_result http1_finish(struct http1_msg *m)
+{
+    llhttp_errno_t err = llhttp_finish(&m->parser);
+    if (err == HPE_OK || err == HPE_PAUSED) {
+        /* llhttp_finish() completes a close-delimited body silently when
+         * the callback was already run; it returns OK only when the message
+         * could end here. */
+        return HTTP1_DONE;
+    }
+    if (m->error_status == 0)
+        fail(m, m->is_request ? 400 : 502, "connection closed mid-message");
+    return HTTP1_ERROR;
+}
+
+/* ---- serialisation ---- */
+
+void http1_out_put(struct http1_out *o, const char *p, size_t n)
+{
+    if (o->err)
+        return;
+    if (o->len + n > o->cap) {
+        if (http1_out_flush(o) != 0)
+            return;
+        if (n > o->cap) {
+            o->err = sink_write(o->sink, p, n);
+            return;
+        }
+    }
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+
+void http1_out_str(struct http1_out *o, const char *s)
+{
+    http1_out_put(o, s, strlen(s));
+}
+
+void http1_out_uint(struct http1_out *o, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+    http1_out_put(o, tmp, (size_t)n);
+}
+
+int http1_out_flush(struct http1_out *o)
+{
+    if (o->err == 0 && o->len > 0)
+        o->err = sink_write(o->sink, o->buf, o->len);
+    o->len = 0;
+    return o->err;
+}
+
+static void put_span(struct http1_out *o, struct span s)
+{
+    http1_out_put(o, s.p, s.len);
+}
+
+static void put_header(struct http1_out *o, const char *name, struct span value)
+{
+    http1_out_str(o, name);
+    http1_out_put(o, ": ", 2);
+    put_span(o, value);
+    http1_out_put(o, "\r\n", 2);
+}
+
+static int is_forwarding_header(enum http1_hdr k)
+{
+    return k == HTTP1_HDR_X_FORWARDED_FOR || k == HTTP1_HDR_X_FORWARDED_PROTO ||
+           k == HTTP1_HDR_X_FORWARDED_HOST || k == HTTP1_HDR_X_FORWARDED_PORT ||
+           k == HTTP1_HDR_FORWARDED;
+}
+
+static int has_header(const struct http1_msg *m, enum http1_hdr kind)
+{
+    for (unsigned i = 0; i < m->nheaders; i++)
+        if (m->headers[i].kind == kind && !m->headers[i].dropped)
+            return 1;
+    return 0;
+}
+
+static void write_forwarded_for(struct http1_out *o, const struct http1_msg *req,
+                                const struct http1_fwd *fwd)
+{
+    http1_out_str(o, "X-Forwarded-For: ");
+    if (fwd->trusted_peer) {
+        for (unsigned i = 0; i < req->nheaders; i++) {
+            const struct http1_header *h = &req->headers[i];
+            if (h->kind == HTTP1_HDR_X_FORWARDED_FOR && h->value.len > 0) {
+                put_span(o, h->value);
+                http1_out_put(o, ", ", 2);
+            }
+        }
+    }
+    put_span(o, fwd->client_ip);
+    http1_out_put(o, "\r\n", 2);
+}
+
+void http1_write_request_head(struct http1_out *o, const struct http1_msg *req,
+                              const struct http1_fwd *fwd)
+{
+    struct span host = req->host.len ? req->host : fwd->default_host;
+    put_span(o, req->method);
+    http1_out_put(o, " ", 1);
+    put_span(o, req->uri);
+    http1_out_str(o, " HTTP/1.1\r\nHost: ");
+    put_span(o, host);
+    http1_out_put(o, "\r\n", 2);
+
+    for (unsigned i = 0; i < req->nheaders; i++) {
+        const struct http1_header *h = &req->headers[i];
+        if (h->dropped || h->kind == HTTP1_HDR_HOST || h->kind == HTTP1_HDR_CONTENT_LENGTH ||
+            h->kind == HTTP1_HDR_X_FORWARDED_FOR)
+            continue;
+        if (h->kind == HTTP1_HDR_EXPECT && !(req->flags & HTTP1_F_EXPECT_CONTINUE))
+            continue;
+        if (is_forwarding_header(h->kind) && !fwd->trusted_peer)
+            continue;
+        put_span(o, h->name);
+        http1_out_put(o, ": ", 2);
+        put_span(o, h->value);
+        http1_out_put(o, "\r\n", 2);
+    }
+    write_forwarded_for(o, req, fwd);
+    if (!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_PROTO))
+        http1_out_str(o, "X-Forwarded-Proto: https\r\n");
+    if ((!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_HOST)) && host.len)
+        put_header(o, "X-Forwarded-Host", host);
+    if (!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_PORT)) {
+        http1_out_str(o, "X-Forwarded-Port: ");
+        http1_out_uint(o, fwd->listener_port);
+        http1_out_put(o, "\r\n", 2);
+    }
+    if (req->flags & HTTP1_F_CHUNKED) {
+        http1_out_str(o, "Transfer-Encoding: chunked\r\n");
+    } else if (req->flags & HTTP1_F_CONTENT_LENGTH) {
+        http1_out_str(o, "Content-Length: ");
+        http1_out_uint(o, req->content_length);
+        http1_out_put(o, "\r\n", 2);
+    }
+    if (req->flags & HTTP1_F_UPGRADE)
+        http1_out_str(o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    else if (!fwd->keep_alive)
+        http1_out_str(o, "Connection: close\r\n");
+    http1_out_put(o, "\r\n", 2);
+}
+
+enum http1_framing http1_response_framing(const struct http1_msg *req,
+                                          const struct http1_msg *resp)
+{
+    if (resp->flags & (HTTP1_F_NO_BODY | HTTP1_F_UPGRADE))
+        return HTTP1_FRAMING_NONE;
+    if (resp->flags & HTTP1_F_CONTENT_LENGTH)
+        return HTTP1_FRAMING_LENGTH;
+    return req->version == 11 ? HTTP1_FRAMING_CHUNKED : HTTP1_FRAMING_CLOSE;
+}
+
+void http1_write_response_head(struct http1_out *o, const struct http1_msg *resp,
+                               const struct http1_resp_fwd *fwd)
+{
+    int interim = resp->status < 200;
+    http1_out_str(o, "HTTP/1.1 ");
+    http1_out_uint(o, (uint64_t)resp->status);
+    http1_out_put(o, " ", 1);
+    if (resp->reason.len)
+        put_span(o, resp->reason);
+    else
+        http1_out_str(o, http1_reason(resp->status));
+    http1_out_put(o, "\r\n", 2);
+
+    for (unsigned i = 0; i < resp->nheaders; i++) {
+        const struct http1_header *h = &resp->headers[i];
+        if (h->dropped)
+            continue;
+        if (h->kind == HTTP1_HDR_CONTENT_LENGTH && fwd->framing != HTTP1_FRAMING_LENGTH &&
+            fwd->framing != HTTP1_FRAMING_NONE)
+            continue;
+        put_span(o, h->name);
+        http1_out_put(o, ": ", 2);
+        put_span(o, h->value);
+        http1_out_put(o, "\r\n", 2);
+    }
+    if (interim) {
+        if (resp->flags & HTTP1_F_UPGRADE)
+            http1_out_str(o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+        http1_out_put(o, "\r\n", 2);
+        return;
+    }
+    if (fwd->framing == HTTP1_FRAMING_CHUNKED)
+        http1_out_str(o, "Transfer-Encoding: chunked\r\n");
+    if (fwd->hsts != NULL && !has_header(resp, HTTP1_HDR_STRICT_TRANSPORT_SECURITY)) {
+        http1_out_str(o, "Strict-Transport-Security: ");
+        http1_out_str(o, fwd->hsts);
+        http1_out_put(o, "\r\n", 2);
+    }
+    if (fwd->close)
+        http1_out_str(o, "Connection: close\r\n");
+    else if (fwd->client_version == 10)
+        http1_out_str(o, "Connection: keep-alive\r\n");
+    http1_out_put(o, "\r\n", 2);
+}
+
+void http1_write_simple_response(struct http1_out *o, int status, int close,
+                                 const char *extra_headers, const char *body)
+{
+    char line[64], deflt[64];
+    if (body == NULL) {
+        snprintf(deflt, sizeof(deflt), "%d %s\n", status, http1_reason(status));
+        body = deflt;
+    }
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, http1_reason(status));
+    http1_out_put(o, line, (size_t)n);
+    http1_out_str(o, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    http1_out_uint(o, strlen(body));
+    http1_out_put(o, "\r\n", 2);
+    if (extra_headers)
+        http1_out_str(o, extra_headers);
+    if (close)
+        http1_out_str(o, "Connection: close\r\n");
+    http1_out_put(o, "\r\n", 2);
+    http1_out_str(o, body);
+}
+
+void http1_write_chunk_header(struct http1_out *o, size_t n)
+{
+    char tmp[24];
+    int len = snprintf(tmp, sizeof(tmp), "%zx\r\n", n);
+    http1_out_put(o, tmp, (size_t)len);
+}
+
+void http1_write_chunk_trailer(struct http1_out *o)
+{
+    http1_out_put(o, "\r\n", 2);
+}
+
+void http1_write_last_chunk(struct http1_out *o)
+{
+    http1_out_put(o, "0\r\n\r\n", 5);
+}
+
+const char *http1_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* What one character of a path means for dot-segment detection, with its
+ * percent-encoded forms decoded: *adv is how many extra bytes it used. */
+enum path_char {
+    PATH_CHAR_OTHER = 0,
+    PATH_CHAR_DOT,
+    PATH_CHAR_SEPARATOR,
+};
+
+static enum path_char classify_path_char(struct span path, size_t i, size_t *adv)
+{
+    char c = path.p[i];
+    *adv = 0;
+    if (c == '/' || c == '\\')
+        return PATH_CHAR_SEPARATOR;
+    if (c == '.')
+        return PATH_CHAR_DOT;
+    if (c != '%' || i + 2 >= path.len)
+        return PATH_CHAR_OTHER;
+    char a = path.p[i + 1], b = (char)(path.p[i + 2] | 0x20);
+    *adv = 2;
+    if (a == '2' && b == 'e')
+        return PATH_CHAR_DOT;
+    if ((a == '2' && b == 'f') || (a == '5' && b == 'c'))
+        return PATH_CHAR_SEPARATOR;
+    *adv = 0;
+    return PATH_CHAR_OTHER;
+}
+
+int http1_path_is_safe(struct span path)
+{
+    unsigned dots = 0, other = 0;
+    for (size_t i = 0; i <= path.len; i++) {
+        size_t adv = 0;
+        enum path_char k = i == path.len ? PATH_CHAR_SEPARATOR
+                                         : classify_path_char(path, i, &adv);
+        if (k == PATH_CHAR_SEPARATOR) {
+            /* Backends resolve "." and ".." segments; a prefix route must
+             * not be escaped that way. */
+            if (other == 0 && (dots == 1 || dots == 2))
+                return 0;
+            dots = other = 0;
+        } else if (k == PATH_CHAR_DOT) {
+            dots++;
+        } else {
+            other++;
+        }
+        i += adv;
+    }
+    return 1;
+}

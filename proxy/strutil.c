@@ -1,0 +1,271 @@
+/*
+ * strutil: pure helpers.  Nothing here touches sockets, libuv or wolfSSL.
+ */
+#include "strutil.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+int span_eq(struct span a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.len == n && memcmp(a.p, lit, n) == 0;
+}
+
+int span_caseeq(struct span a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.len == n && strncasecmp(a.p, lit, n) == 0;
+}
+
+int span_caseeq_span(struct span a, struct span b)
+{
+    return a.len == b.len && strncasecmp(a.p, b.p, a.len) == 0;
+}
+
+struct span span_trim(struct span s)
+{
+    while (s.len > 0 && (s.p[0] == ' ' || s.p[0] == '\t')) {
+        s.p++;
+        s.len--;
+    }
+    while (s.len > 0 && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t'))
+        s.len--;
+    return s;
+}
+
+int span_next_list_item(struct span *list, struct span *item)
+{
+    while (list->len > 0) {
+        const char *comma = memchr(list->p, ',', list->len);
+        size_t n = comma ? (size_t)(comma - list->p) : list->len;
+        *item = span_trim((struct span){list->p, n});
+        list->p += comma ? n + 1 : n;
+        list->len -= comma ? n + 1 : n;
+        if (item->len > 0)
+            return 1;
+    }
+    return 0;
+}
+
+int parse_u64(const char *p, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int split_number_suffix(const char *s, uint64_t *num, const char **suffix)
+{
+    size_t n = 0;
+    while (s[n] >= '0' && s[n] <= '9')
+        n++;
+    if (parse_u64(s, n, num) != 0)
+        return -1;
+    *suffix = s + n;
+    return 0;
+}
+
+static int mul_checked(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (b != 0 && a > UINT64_MAX / b)
+        return -1;
+    *out = a * b;
+    return 0;
+}
+
+int parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"", 1000}, {"m", 60000},
+                 {"h", 3600000}, {"d", 86400000}};
+    uint64_t n;
+    const char *suffix;
+    if (split_number_suffix(s, &n, &suffix) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(suffix, units[i].suffix) == 0)
+            return mul_checked(n, units[i].ms, out);
+    return -1;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+    uint64_t n;
+    const char *suffix;
+    if (split_number_suffix(s, &n, &suffix) != 0)
+        return -1;
+    if (suffix[0] == '\0')
+        return mul_checked(n, 1, out);
+    if (suffix[1] != '\0')
+        return -1;
+    switch (suffix[0]) {
+    case 'k': case 'K': return mul_checked(n, 1024, out);
+    case 'm': case 'M': return mul_checked(n, 1024 * 1024, out);
+    case 'g': case 'G': return mul_checked(n, 1024 * 1024 * 1024, out);
+    default: return -1;
+    }
+}
+
+int parse_numeric_hostport(const char *s, struct sockaddr_storage *ss, char *err,
+                           size_t errlen)
+{
+    char host[64];
+    const char *colon;
+    memset(ss, 0, sizeof(*ss));
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(err, errlen, "expected \"[ipv6]:port\"");
+            return -1;
+        }
+        size_t n = (size_t)(close - s - 1);
+        if (n >= sizeof(host)) {
+            snprintf(err, errlen, "address too long");
+            return -1;
+        }
+        memcpy(host, s + 1, n);
+        host[n] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL) {
+            snprintf(err, errlen, "expected \"host:port\"");
+            return -1;
+        }
+        size_t n = (size_t)(colon - s);
+        if (n >= sizeof(host)) {
+            snprintf(err, errlen, "address too long");
+            return -1;
+        }
+        memcpy(host, s, n);
+        host[n] = '\0';
+    }
+    uint64_t port;
+    if (parse_u64(colon + 1, strlen(colon + 1), &port) != 0 || port > 65535) {
+        snprintf(err, errlen, "invalid port \"%s\"", colon + 1);
+        return -1;
+    }
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (s[0] == '[') {
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1) {
+            snprintf(err, errlen, "invalid IPv6 address \"%s\"", host);
+            return -1;
+        }
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        return 0;
+    }
+    if (strcmp(host, "*") == 0 || host[0] == '\0')
+        strcpy(host, "0.0.0.0");
+    if (inet_pton(AF_INET, host, &in4->sin_addr) != 1) {
+        snprintf(err, errlen, "\"%s\" is not a numeric IP address", host);
+        return -1;
+    }
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    return 0;
+}
+
+void format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(out, outlen, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+        snprintf(out, outlen, "%s:%u", host, ntohs(in4->sin_port));
+    } else {
+        snprintf(out, outlen, "unknown");
+    }
+}
+
+unsigned sockaddr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    return 0;
+}
+
+unsigned edit_distance(const char *a, const char *b, unsigned max)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned row[64];
+    if (lb >= sizeof(row) / sizeof(row[0]) || la >= 64)
+        return max + 1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (unsigned)j;
+    for (size_t i = 1; i <= la; i++) {
+        unsigned diag = row[0], best;
+        row[0] = (unsigned)i;
+        best = row[0];
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned up = row[j];
+            unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            unsigned v = diag + cost;
+            if (up + 1 < v)
+                v = up + 1;
+            if (row[j - 1] + 1 < v)
+                v = row[j - 1] + 1;
+            row[j] = v;
+            diag = up;
+            if (v < best)
+                best = v;
+        }
+        if (best > max)
+            return max + 1;
+    }
+    return row[lb] > max ? max + 1 : row[lb];
+}
+
+void json_escape_append(char *out, size_t cap, size_t *pos, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t p = *pos;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t n;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            n = 2;
+        } else if (c < 0x20 || c >= 0x7f) {
+            /* Bytes outside printable ASCII are escaped individually so that
+             * every line stays valid JSON whatever a client sent. */
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        } else {
+            esc[0] = (char)c;
+            n = 1;
+        }
+        if (p + n >= cap)
+            break;
+        memcpy(out + p, esc, n);
+        p += n;
+    }
+    *pos = p;
+}

@@ -1,0 +1,57 @@
+/*
+ * strutil: small pure helpers for bytes and text shared by the parsers and
+ * the configuration loader.  No allocation except where a function says so;
+ * no state.
+ */
+#ifndef MOAT_STRUTIL_H
+#define MOAT_STRUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Bytes owned by someone else. */
+struct span {
+    const char *p;
+    size_t len;
+};
+
+#define SPAN_LIT(s) ((struct span){(s), sizeof(s) - 1})
+
+int span_eq(struct span a, const char *lit);
+int span_caseeq(struct span a, const char *lit);
+int span_caseeq_span(struct span a, struct span b);
+struct span span_trim(struct span s);
+/* Next comma-separated element of *list, trimmed; returns 0 when exhausted.
+ * Empty elements are skipped (RFC 9110 list syntax). */
+int span_next_list_item(struct span *list, struct span *item);
+
+/* "250ms", "10s", "5m", "12h", "1d" -> milliseconds; bare digits are
+ * seconds.  Returns 0 or -1. */
+int parse_duration_ms(const char *s, uint64_t *out);
+/* "512", "16k", "1m", "2g" (binary multiples) -> bytes.  Returns 0 or -1. */
+int parse_size(const char *s, uint64_t *out);
+/* Decimal digits only, no sign, no overflow.  Returns 0 or -1. */
+int parse_u64(const char *p, size_t len, uint64_t *out);
+
+/*
+ * "host:port", "[v6]:port" or "*:port" with a numeric address -> sockaddr.
+ * Returns 0 or -1 and writes a reason to err.
+ */
+int parse_numeric_hostport(const char *s, struct sockaddr_storage *ss, char *err,
+                           size_t errlen);
+/* Formats a sockaddr as "1.2.3.4:80" or "[::1]:80". */
+void format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen);
+/* The port of an AF_INET or AF_INET6 address, host order. */
+unsigned sockaddr_port(const struct sockaddr *sa);
+
+/* Levenshtein distance, bounded: returns max+1 when it exceeds max. */
+unsigned edit_distance(const char *a, const char *b, unsigned max);
+
+/* Appends s JSON-escaped (without quotes) to out[*pos..cap), truncating. */
+void json_escape_append(char *out, size_t cap, size_t *pos, const char *s, size_t len);
+
+#endif

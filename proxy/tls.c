@@ -1,0 +1,380 @@
+/*
+ * tls: wolfSSL contexts and sessions over memory buffers.  Owns every
+ * WOLFSSL and WOLFSSL_CTX; reads no files and opens no sockets.
+ */
+#include "tls.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+
+#include "log.h"
+
+/* AEAD suites with forward secrecy only, strongest-first within each
+ * version; the server's order wins (wolfSSL's default). */
+static const char default_ciphers[] =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+struct tls_cert_ctx {
+    WOLFSSL_CTX *ctx;
+    char **names;       /* borrowed copies owned by this struct */
+    size_t nnames;
+};
+
+struct tls_ctx_set {
+    struct tls_cert_ctx *certs;
+    size_t ncerts;
+    int alpn;           /* offer http/1.1 */
+};
+
+/* Ownership: allocated by tls_session_new, freed by tls_session_free. */
+struct tls_session {
+    WOLFSSL *ssl;
+    struct sink *out;
+    const uint8_t *in;  /* ciphertext not yet consumed; borrowed */
+    size_t in_len;
+    int last_error;
+};
+
+int tls_global_init(void)
+{
+    return wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : -1;
+}
+
+void tls_global_cleanup(void)
+{
+    wolfSSL_Cleanup();
+}
+
+const char *tls_library_version(void)
+{
+    return wolfSSL_lib_version();
+}
+
+const char *tls_library_build(void)
+{
+#ifdef MOAT_WOLFSSL_BUNDLED
+    return "bundled (Debian source, x86-64 assembly, AES-NI, lean feature set, static)";
+#else
+    return "system (Debian libwolfssl, generic C, full feature set)";
+#endif
+}
+
+static int on_tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    struct tls_session *s = ctx;
+    (void)ssl;
+    if (s->in_len == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = (size_t)sz < s->in_len ? (size_t)sz : s->in_len;
+    memcpy(buf, s->in, n);
+    s->in += n;
+    s->in_len -= n;
+    return (int)n;
+}
+
+static int on_tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    struct tls_session *s = ctx;
+    (void)ssl;
+    if (sink_write(s->out, buf, (size_t)sz) != 0)
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    return sz;
+}
+
+static void free_cert_ctx(struct tls_cert_ctx *c)
+{
+    if (c->ctx != NULL)
+        wolfSSL_CTX_free(c->ctx);
+    for (size_t i = 0; i < c->nnames; i++)
+        free(c->names[i]);
+    free(c->names);
+    memset(c, 0, sizeof(*c));
+}
+
+static int load_pair(WOLFSSL_CTX *ctx, const struct cert_pair *p, char *err, size_t errlen)
+{
+    int fmt = p->chain_enc == CERT_PEM ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
+    int rc = p->chain_enc == CERT_PEM
+                 ? wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, p->chain,
+                                                                   (long)p->chain_len, fmt)
+                 : wolfSSL_CTX_use_certificate_buffer(ctx, p->chain, (long)p->chain_len, fmt);
+    if (rc != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "%s: the certificate chain does not load (wolfSSL error %d)",
+                 p->source, rc);
+        return -1;
+    }
+    fmt = p->key_enc == CERT_PEM ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
+    rc = wolfSSL_CTX_use_PrivateKey_buffer(ctx, p->key, (long)p->key_len, fmt);
+    if (rc != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "%s: the private key does not load (wolfSSL error %d)", p->source,
+                 rc);
+        return -1;
+    }
+    if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "%s: the private key does not match the certificate", p->source);
+        return -1;
+    }
+    return 0;
+}
+
+static WOLFSSL_CTX *new_ctx(const struct cfg_tls *cfg, char *err, size_t errlen)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "cannot create a TLS context");
+        return NULL;
+    }
+    int minv = strcmp(cfg->min_version, "1.3") == 0 ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
+    if (wolfSSL_CTX_SetMinVersion(ctx, minv) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "cannot set the minimum TLS version %s", cfg->min_version);
+        goto fail;
+    }
+    const char *ciphers = cfg->ciphers ? cfg->ciphers : default_ciphers;
+    if (wolfSSL_CTX_set_cipher_list(ctx, ciphers) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "cipher list \"%s\" is not usable", ciphers);
+        goto fail;
+    }
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+    wolfSSL_CTX_SetIORecv(ctx, on_tls_recv);
+    wolfSSL_CTX_SetIOSend(ctx, on_tls_send);
+    return ctx;
+fail:
+    wolfSSL_CTX_free(ctx);
+    return NULL;
+}
+
+int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
+                    const struct cert_pair *pairs, size_t npairs, char *err, size_t errlen)
+{
+    struct tls_ctx_set *set = calloc(1, sizeof(*set));
+    if (set == NULL || npairs == 0) {
+        snprintf(err, errlen, npairs ? "out of memory" : "no certificate");
+        free(set);
+        return -1;
+    }
+    set->certs = calloc(npairs, sizeof(*set->certs));
+    if (set->certs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(set);
+        return -1;
+    }
+    set->ncerts = npairs;
+    set->alpn = cfg->nalpn > 0;
+    for (size_t i = 0; i < npairs; i++) {
+        struct tls_cert_ctx *c = &set->certs[i];
+        c->ctx = new_ctx(cfg, err, errlen);
+        if (c->ctx == NULL || load_pair(c->ctx, &pairs[i], err, errlen) != 0)
+            goto fail;
+        c->names = calloc(pairs[i].nnames ? pairs[i].nnames : 1, sizeof(char *));
+        if (c->names == NULL)
+            goto fail;
+        for (size_t k = 0; k < pairs[i].nnames; k++) {
+            c->names[k] = strdup(pairs[i].names[k]);
+            if (c->names[k] == NULL)
+                goto fail;
+            c->nnames++;
+        }
+    }
+    *out = set;
+    return 0;
+fail:
+    tls_ctx_set_free(&set);
+    return -1;
+}
+
+void tls_ctx_set_free(struct tls_ctx_set **set)
+{
+    struct tls_ctx_set *s = *set;
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->ncerts; i++)
+        free_cert_ctx(&s->certs[i]);
+    free(s->certs);
+    free(s);
+    *set = NULL;
+}
+
+enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni)
+{
+    sni[0] = '\0';
+    if (n == 0)
+        return TLS_SNIFF_MORE;
+    if (p[0] != 0x16) {
+        int letter = (p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= 'a' && p[0] <= 'z');
+        return letter ? TLS_SNIFF_HTTP : TLS_SNIFF_GARBAGE;
+    }
+    if (n >= 2 && p[1] != 3)
+        return TLS_SNIFF_GARBAGE;
+    if (n < 5)
+        return TLS_SNIFF_MORE;
+    size_t rec = ((size_t)p[3] << 8) | p[4];
+    if (rec == 0 || rec > 16384 + 2048)
+        return TLS_SNIFF_GARBAGE;
+    if (n < 5 + rec)
+        return TLS_SNIFF_MORE;
+    byte name[TLS_MAX_SNI + 1];
+    word32 len = TLS_MAX_SNI;
+    /* A ClientHello spread over several records has no SNI we can see
+     * here: the default certificate answers it. */
+    if (wolfSSL_SNI_GetFromBuffer(p, (word32)(5 + rec), WOLFSSL_SNI_HOST_NAME, name, &len) ==
+            WOLFSSL_SUCCESS &&
+        len > 0 && len <= TLS_MAX_SNI) {
+        for (word32 i = 0; i < len; i++) {
+            char c = (char)name[i];
+            sni[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        }
+        if (sni[len - 1] == '.')
+            len--;
+        sni[len] = '\0';
+    }
+    return TLS_SNIFF_TLS;
+}
+
+static WOLFSSL_CTX *pick_ctx(struct tls_ctx_set *set, const char *sni)
+{
+    struct span host = {sni, strlen(sni)};
+    if (host.len == 0)
+        return set->certs[0].ctx;
+    /* Exact names first, then wildcards, then the default. */
+    for (int wildcard = 0; wildcard <= 1; wildcard++) {
+        for (size_t i = 0; i < set->ncerts; i++) {
+            const struct tls_cert_ctx *c = &set->certs[i];
+            for (size_t k = 0; k < c->nnames; k++) {
+                int is_wild = c->names[k][0] == '*';
+                if (is_wild == wildcard && cert_name_matches(c->names[k], host))
+                    return c->ctx;
+            }
+        }
+    }
+    return set->certs[0].ctx;
+}
+
+struct tls_session *tls_session_new(struct tls_ctx_set *set, const char *sni, struct sink *out)
+{
+    struct tls_session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->ssl = wolfSSL_new(pick_ctx(set, sni));
+    if (s->ssl == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->out = out;
+    wolfSSL_SetIOReadCtx(s->ssl, s);
+    wolfSSL_SetIOWriteCtx(s->ssl, s);
+    if (set->alpn) {
+        char proto[] = "http/1.1";
+        if (wolfSSL_UseALPN(s->ssl, proto, sizeof(proto) - 1,
+                            WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) != WOLFSSL_SUCCESS) {
+            wolfSSL_free(s->ssl);
+            free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+void tls_session_free(struct tls_session **sp)
+{
+    struct tls_session *s = *sp;
+    if (s == NULL)
+        return;
+    wolfSSL_free(s->ssl);
+    free(s);
+    *sp = NULL;
+}
+
+void tls_session_feed(struct tls_session *s, const uint8_t *p, size_t n)
+{
+    s->in = p;
+    s->in_len = n;
+}
+
+size_t tls_session_pending_input(const struct tls_session *s, const uint8_t **p)
+{
+    *p = s->in;
+    return s->in_len;
+}
+
+int tls_session_has_plaintext(struct tls_session *s)
+{
+    return wolfSSL_pending(s->ssl) > 0;
+}
+
+int tls_handshake(struct tls_session *s)
+{
+    int rc = wolfSSL_accept(s->ssl);
+    if (rc == WOLFSSL_SUCCESS)
+        return TLS_OK;
+    int err = wolfSSL_get_error(s->ssl, rc);
+    if (err == WOLFSSL_ERROR_WANT_READ)
+        return TLS_WANT_READ;
+    s->last_error = err;
+    return TLS_ERROR;
+}
+
+int tls_read(struct tls_session *s, void *buf, size_t cap)
+{
+    int rc = wolfSSL_read(s->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
+    if (rc > 0)
+        return rc;
+    int err = wolfSSL_get_error(s->ssl, rc);
+    if (err == WOLFSSL_ERROR_WANT_READ)
+        return 0;
+    if (err == WOLFSSL_ERROR_ZERO_RETURN)
+        return TLS_EOF;
+    s->last_error = err;
+    return TLS_ERROR;
+}
+
+int tls_write(struct tls_session *s, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        int chunk = n > 16384 ? 16384 : (int)n;
+        int rc = wolfSSL_write(s->ssl, c, chunk);
+        if (rc <= 0) {
+            s->last_error = wolfSSL_get_error(s->ssl, rc);
+            return TLS_ERROR;
+        }
+        c += rc;
+        n -= (size_t)rc;
+    }
+    return 0;
+}
+
+void tls_close_notify(struct tls_session *s)
+{
+    wolfSSL_shutdown(s->ssl);
+}
+
+const char *tls_session_version(struct tls_session *s)
+{
+    return wolfSSL_get_version(s->ssl);
+}
+
+const char *tls_session_cipher(struct tls_session *s)
+{
+    return wolfSSL_get_cipher_name(s->ssl);
+}
+
+int tls_session_resumed(struct tls_session *s)
+{
+    return wolfSSL_session_reused(s->ssl);
+}
+
+const char *tls_session_error(struct tls_session *s, char *buf, size_t len)
+{
+    char tmp[WOLFSSL_MAX_ERROR_SZ];
+    wolfSSL_ERR_error_string_n((unsigned long)s->last_error, tmp, sizeof(tmp));
+    snprintf(buf, len, "%s (%d)", tmp, s->last_error);
+    return buf;
+}

@@ -1,0 +1,92 @@
+/*
+ * tls: the only module that touches WOLFSSL and WOLFSSL_CTX.  TLS runs over
+ * memory: the connection hands in ciphertext it read (tls_session_feed) and
+ * ciphertext to send goes to a struct sink; plaintext goes in and out
+ * through tls_read/tls_write.  No sockets here.
+ *
+ * A struct tls_ctx_set holds one WOLFSSL_CTX per certificate of a listener.
+ * Each worker builds its own set, so creating sessions never takes a lock
+ * shared with another event loop.
+ */
+#ifndef MOAT_TLS_H
+#define MOAT_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "cert.h"
+#include "config.h"
+
+struct tls_ctx_set;
+struct tls_session;
+
+enum {
+    TLS_OK = 0,
+    TLS_WANT_READ = 1,
+    TLS_EOF = -1,     /* close_notify received */
+    TLS_ERROR = -2,
+};
+
+int tls_global_init(void);
+void tls_global_cleanup(void);
+const char *tls_library_version(void);
+/* "bundled (assembly, AES-NI, lean)" or "system" */
+const char *tls_library_build(void);
+
+/*
+ * Builds contexts for a listener from certificates already read by cert.
+ * Checks that every key matches its certificate.  Returns 0, or -1 with a
+ * message naming the certificate file.
+ */
+int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
+                    const struct cert_pair *pairs, size_t npairs, char *err, size_t errlen);
+void tls_ctx_set_free(struct tls_ctx_set **set);
+
+enum tls_sniff {
+    TLS_SNIFF_MORE = 0,     /* the first record is not complete yet */
+    TLS_SNIFF_TLS,          /* a TLS handshake record */
+    TLS_SNIFF_HTTP,         /* looks like plain HTTP */
+    TLS_SNIFF_GARBAGE,
+};
+
+#define TLS_MAX_SNI 255
+
+/*
+ * Looks at the first bytes a client sent.  For TLS, once the first record
+ * is complete, copies the SNI host name (lower case, NUL-terminated, empty
+ * if none) into sni[TLS_MAX_SNI + 1].
+ */
+enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni);
+
+/*
+ * A server session for a client that asked for sni ("" for none), using the
+ * certificate whose names match best.  Ciphertext to send goes to out, which
+ * must outlive the session.  Returns NULL when memory is exhausted.
+ */
+struct tls_session *tls_session_new(struct tls_ctx_set *set, const char *sni, struct sink *out);
+void tls_session_free(struct tls_session **s);
+
+/* Ciphertext read from the socket; consumed by the calls below.  The bytes
+ * must stay valid until then; tls_session_pending_input() tells what is left. */
+void tls_session_feed(struct tls_session *s, const uint8_t *p, size_t n);
+size_t tls_session_pending_input(const struct tls_session *s, const uint8_t **p);
+/* 1 if wolfSSL still holds decrypted bytes not yet returned by tls_read. */
+int tls_session_has_plaintext(struct tls_session *s);
+
+/* TLS_OK when the handshake is done, TLS_WANT_READ, or TLS_ERROR. */
+int tls_handshake(struct tls_session *s);
+/* Bytes of plaintext (> 0), 0 when more ciphertext is needed, TLS_EOF or TLS_ERROR. */
+int tls_read(struct tls_session *s, void *buf, size_t cap);
+/* Encrypts all of p into the output sink: 0 or TLS_ERROR. */
+int tls_write(struct tls_session *s, const void *p, size_t n);
+/* Queues a close_notify alert. */
+void tls_close_notify(struct tls_session *s);
+
+const char *tls_session_version(struct tls_session *s);
+const char *tls_session_cipher(struct tls_session *s);
+int tls_session_resumed(struct tls_session *s);
+/* The last error as text, for the error log. */
+const char *tls_session_error(struct tls_session *s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,230 @@
+/*
+ * upstream: server choice, connects, the per-worker keep-alive pool and the
+ * handles of upstream connections.  Knows nothing of HTTP: bytes and events
+ * go to the connection's owner.  Frees a connection only in the last close
+ * callback.
+ */
+#include "upstream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "strutil.h"
+#include "worker.h"
+
+/* How long an idle pooled connection is kept before moat closes it, shorter
+ * than the usual backend keep-alive timeouts (nginx 75 s, Node.js 5 s is the
+ * outlier: a stale connection is retried for idempotent requests). */
+#define UPSTREAM_IDLE_MS 4000
+
+static void on_upconn_close(uv_handle_t *h)
+{
+    struct upconn *up = h->data;
+    if (--up->handles > 0)
+        return;
+    outq_discard(&up->out);
+    free(up);
+}
+
+static void remove_idle(struct upconn *up)
+{
+    struct upstream_pool *p = up->pool;
+    struct upconn **link = &p->idle[up->server];
+    while (*link != NULL && *link != up)
+        link = &(*link)->next_idle;
+    if (*link == up) {
+        *link = up->next_idle;
+        p->nidle[up->server]--;
+    }
+    up->next_idle = NULL;
+}
+
+void upconn_close(struct upconn *up)
+{
+    if (up->closing)
+        return;
+    up->closing = 1;
+    if (up->owner == NULL)
+        remove_idle(up);
+    up->owner = NULL;
+    up->ops = NULL;
+    uv_close((uv_handle_t *)&up->tcp, on_upconn_close);
+    uv_close((uv_handle_t *)&up->timer, on_upconn_close);
+}
+
+static void on_upconn_timer(uv_timer_t *t)
+{
+    struct upconn *up = t->data;
+    if (up->owner == NULL) {
+        upconn_close(up); /* idle too long in the pool */
+        return;
+    }
+    up->ops->on_timeout(up->owner, up);
+}
+
+void upconn_set_timeout(struct upconn *up, uint64_t ms)
+{
+    if (up->closing)
+        return;
+    if (ms == 0)
+        uv_timer_stop(&up->timer);
+    else
+        uv_timer_start(&up->timer, on_upconn_timer, ms, 0);
+}
+
+static void on_upconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct upconn *up = s->data;
+    if (nread == 0 || up->closing)
+        return;
+    if (up->owner == NULL) {
+        /* Anything from an idle connection (data or EOF) ends it. */
+        upconn_close(up);
+        return;
+    }
+    up->ops->on_read(up->owner, up, buf->base, nread);
+}
+
+int upconn_read_start(struct upconn *up)
+{
+    return uv_read_start((uv_stream_t *)&up->tcp, worker_alloc_read, on_upconn_read);
+}
+
+void upconn_read_stop(struct upconn *up)
+{
+    if (!up->closing)
+        uv_read_stop((uv_stream_t *)&up->tcp);
+}
+
+static void on_upconn_written(struct outq *q, int status)
+{
+    struct upconn *up = container_of(q, struct upconn, out);
+    if (up->closing || up->owner == NULL)
+        return;
+    up->ops->on_written(up->owner, up, status);
+}
+
+int upconn_flush(struct upconn *up)
+{
+    return outq_flush(&up->out);
+}
+
+static void on_upconn_connect(uv_connect_t *req, int status)
+{
+    struct upconn *up = req->data;
+    if (up->closing)
+        return;
+    uv_timer_stop(&up->timer);
+    if (status == 0) {
+        up->connected = 1;
+        uv_tcp_nodelay(&up->tcp, 1);
+    }
+    up->ops->on_connect(up->owner, up, status);
+}
+
+int upstream_pool_init(struct upstream_pool *p, struct worker *w, const struct cfg_upstream *cfg)
+{
+    memset(p, 0, sizeof(*p));
+    p->cfg = cfg;
+    p->w = w;
+    p->idle = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->idle));
+    p->nidle = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->nidle));
+    /* Workers start at different servers so that they do not all hit the
+     * first one at once. */
+    p->next = cfg->nservers ? w->id % cfg->nservers : 0;
+    return p->idle && p->nidle ? 0 : UV_ENOMEM;
+}
+
+void upstream_pool_close(struct upstream_pool *p)
+{
+    if (p->idle != NULL)
+        for (size_t s = 0; s < p->cfg->nservers; s++)
+            while (p->idle[s] != NULL)
+                upconn_close(p->idle[s]);
+    free(p->idle);
+    free(p->nidle);
+    p->idle = NULL;
+    p->nidle = NULL;
+}
+
+struct upconn *upstream_connect(struct upstream_pool *p, size_t server,
+                                const struct upconn_owner_ops *ops, void *owner)
+{
+    struct worker *w = p->w;
+    struct upconn *up = calloc(1, sizeof(*up));
+    if (up == NULL)
+        return NULL;
+    up->w = w;
+    up->pool = p;
+    up->server = server;
+    up->ops = ops;
+    up->owner = owner;
+    uv_tcp_init(&w->loop, &up->tcp);
+    uv_timer_init(&w->loop, &up->timer);
+    up->tcp.data = up;
+    up->timer.data = up;
+    up->connect_req.data = up;
+    up->handles = 2;
+    outq_init(&up->out, &w->chunks, (uv_stream_t *)&up->tcp, on_upconn_written);
+    const struct sockaddr *sa = (const struct sockaddr *)&p->cfg->servers[server].addr;
+    int rc = uv_tcp_connect(&up->connect_req, &up->tcp, sa, on_upconn_connect);
+    if (rc != 0) {
+        log_info("upstream %s: connect to %s: %s", p->cfg->name, p->cfg->servers[server].name,
+                 uv_strerror(rc));
+        upconn_close(up);
+        return NULL;
+    }
+    uv_timer_start(&up->timer, on_upconn_timer, p->cfg->connect_timeout_ms, 0);
+    return up;
+}
+
+struct upconn *upstream_acquire(struct upstream_pool *p, uint64_t *tried,
+                                const struct upconn_owner_ops *ops, void *owner)
+{
+    size_t n = p->cfg->nservers;
+    for (size_t i = 0; i < n; i++) {
+        size_t s = (p->next + i) % n;
+        uint64_t bit = s < 64 ? 1ull << s : 0;
+        if (*tried & bit)
+            continue;
+        *tried |= bit;
+        p->next = (s + 1) % n;
+        struct upconn *up = p->idle[s];
+        if (up != NULL) {
+            remove_idle(up);
+            uv_timer_stop(&up->timer);
+            uv_read_stop((uv_stream_t *)&up->tcp);
+            up->ops = ops;
+            up->owner = owner;
+            up->reused = 1;
+            return up;
+        }
+        up = upstream_connect(p, s, ops, owner);
+        if (up != NULL)
+            return up;
+    }
+    return NULL;
+}
+
+void upconn_release(struct upconn *up)
+{
+    struct upstream_pool *p = up->pool;
+    if (up->closing)
+        return;
+    if (!up->connected || up->out.bytes > 0 || p->w->stopping ||
+        p->nidle[up->server] >= p->cfg->keepalive) {
+        upconn_close(up);
+        return;
+    }
+    up->owner = NULL;
+    up->ops = NULL;
+    up->reused = 0;
+    up->next_idle = p->idle[up->server];
+    p->idle[up->server] = up;
+    p->nidle[up->server]++;
+    uv_timer_start(&up->timer, on_upconn_timer, UPSTREAM_IDLE_MS, 0);
+    /* Watch for the server closing it while idle. */
+    if (upconn_read_start(up) != 0)
+        upconn_close(up);
+}
