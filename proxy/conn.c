@@ -530,6 +530,9 @@ void conn_enter_tunnel(struct conn *c)
         c->in_len = 0;
     }
     release_input_buffer(c);
+    /* Ciphertext that waited for the 101 is tunnel data too. */
+    if (c->processing == 0)
+        conn_resume(c);
 }
 
 void conn_exchange_done(struct conn *c, int close_after)

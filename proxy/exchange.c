@@ -221,9 +221,11 @@ static void respond_error(struct exchange *x, int status, const char *why)
         return;
     }
     detach_upstream(x, 0);
-    /* Keep the connection only when the request is fully read and the
-     * answer does not come from a framing problem. */
-    int keep = x->req_done && (x->req.flags & HTTP1_F_KEEP_ALIVE) &&
+    /* Keep the connection only when the request is fully read (or has no
+     * body) and the answer does not come from a framing problem. */
+    int bodyless = x->req_head_done && !(x->req.flags & HTTP1_F_CHUNKED) &&
+                   (!(x->req.flags & HTTP1_F_CONTENT_LENGTH) || x->req.content_length == 0);
+    int keep = (x->req_done || bodyless) && (x->req.flags & HTTP1_F_KEEP_ALIVE) &&
                (status == 404 || status == 502 || status == 504);
     if (status >= 500)
         log_info("%s %.*s: %d %s", c->peer_ip, (int)x->req.uri.len, x->req.uri.p, status, why);
@@ -278,8 +280,6 @@ static int build_upstream_head(struct exchange *x)
     struct worker *w = x->w;
     if (x->uhead == NULL && (x->uhead = buf_chunk_get(&w->inbufs)) == NULL)
         return 500;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", c->l->port);
     struct http1_fwd fwd = {
         .client_ip = {c->peer_ip, strlen(c->peer_ip)},
         .trusted_peer = cfg_is_trusted_proxy(w->cfg, (struct sockaddr *)&c->peer),
@@ -730,16 +730,10 @@ static void on_upstream_read(void *owner, struct upconn *up, const char *p, ssiz
     after_relay(x);
 }
 
-static void on_upstream_connect(void *owner, struct upconn *up, int status)
+/* The connection never came up, so nothing was sent: the queued request
+ * moves to the next server not tried yet, or the client gets status. */
+static void try_next_server(struct exchange *x, struct upconn *up, int status, const char *why)
 {
-    struct exchange *x = owner;
-    if (status == 0) {
-        push_request(x);
-        return;
-    }
-    log_info("upstream %s: connect to %s failed: %s", x->pool->cfg->name,
-             x->pool->cfg->servers[up->server].name, uv_strerror(status));
-    /* Nothing was sent: the queued request moves to the next server. */
     struct outq carry;
     outq_init(&carry, up->out.pool, NULL, NULL);
     outq_move(&carry, &up->out);
@@ -750,10 +744,22 @@ static void on_upstream_connect(void *owner, struct upconn *up, int status)
                  : 502;
     if (rc != 0) {
         outq_discard(&carry);
-        fail_upstream(x, 502, "upstream refused the connection");
+        fail_upstream(x, status, why);
         return;
     }
     push_request(x);
+}
+
+static void on_upstream_connect(void *owner, struct upconn *up, int status)
+{
+    struct exchange *x = owner;
+    if (status == 0) {
+        push_request(x);
+        return;
+    }
+    log_info("upstream %s: connect to %s failed: %s", x->pool->cfg->name,
+             x->pool->cfg->servers[up->server].name, uv_strerror(status));
+    try_next_server(x, up, 502, "upstream refused the connection");
 }
 
 static void on_upstream_written(void *owner, struct upconn *up, int status)
@@ -780,7 +786,7 @@ static void on_upstream_timeout(void *owner, struct upconn *up)
     if (!up->connected) {
         log_info("upstream %s: connect to %s timed out", x->pool->cfg->name,
                  x->pool->cfg->servers[up->server].name);
-        fail_upstream(x, 504, "upstream connect timed out");
+        try_next_server(x, up, 504, "upstream connect timed out");
         return;
     }
     if (x->resp_started) {

@@ -134,33 +134,37 @@ long http1_scan_head(struct http1_scan *sc, const char *buf, size_t len, int is_
 
 enum http1_hdr http1_classify(struct span name)
 {
+#define KNOWN(s, k) {s, sizeof(s) - 1, k}
     static const struct {
         const char *name;
+        size_t len;
         enum http1_hdr kind;
     } known[] = {
-        {"host", HTTP1_HDR_HOST},
-        {"content-length", HTTP1_HDR_CONTENT_LENGTH},
-        {"transfer-encoding", HTTP1_HDR_TRANSFER_ENCODING},
-        {"connection", HTTP1_HDR_CONNECTION},
-        {"keep-alive", HTTP1_HDR_KEEP_ALIVE},
-        {"proxy-connection", HTTP1_HDR_PROXY_CONNECTION},
-        {"te", HTTP1_HDR_TE},
-        {"trailer", HTTP1_HDR_TRAILER},
-        {"upgrade", HTTP1_HDR_UPGRADE},
-        {"expect", HTTP1_HDR_EXPECT},
-        {"http2-settings", HTTP1_HDR_HTTP2_SETTINGS},
-        {"proxy-authorization", HTTP1_HDR_PROXY_AUTHORIZATION},
-        {"x-forwarded-for", HTTP1_HDR_X_FORWARDED_FOR},
-        {"x-forwarded-proto", HTTP1_HDR_X_FORWARDED_PROTO},
-        {"x-forwarded-host", HTTP1_HDR_X_FORWARDED_HOST},
-        {"x-forwarded-port", HTTP1_HDR_X_FORWARDED_PORT},
-        {"forwarded", HTTP1_HDR_FORWARDED},
-        {"strict-transport-security", HTTP1_HDR_STRICT_TRANSPORT_SECURITY},
-        {"user-agent", HTTP1_HDR_USER_AGENT},
-        {"referer", HTTP1_HDR_REFERER},
+        KNOWN("host", HTTP1_HDR_HOST),
+        KNOWN("content-length", HTTP1_HDR_CONTENT_LENGTH),
+        KNOWN("transfer-encoding", HTTP1_HDR_TRANSFER_ENCODING),
+        KNOWN("connection", HTTP1_HDR_CONNECTION),
+        KNOWN("keep-alive", HTTP1_HDR_KEEP_ALIVE),
+        KNOWN("proxy-connection", HTTP1_HDR_PROXY_CONNECTION),
+        KNOWN("te", HTTP1_HDR_TE),
+        KNOWN("trailer", HTTP1_HDR_TRAILER),
+        KNOWN("upgrade", HTTP1_HDR_UPGRADE),
+        KNOWN("expect", HTTP1_HDR_EXPECT),
+        KNOWN("http2-settings", HTTP1_HDR_HTTP2_SETTINGS),
+        KNOWN("proxy-authorization", HTTP1_HDR_PROXY_AUTHORIZATION),
+        KNOWN("x-forwarded-for", HTTP1_HDR_X_FORWARDED_FOR),
+        KNOWN("x-forwarded-proto", HTTP1_HDR_X_FORWARDED_PROTO),
+        KNOWN("x-forwarded-host", HTTP1_HDR_X_FORWARDED_HOST),
+        KNOWN("x-forwarded-port", HTTP1_HDR_X_FORWARDED_PORT),
+        KNOWN("forwarded", HTTP1_HDR_FORWARDED),
+        KNOWN("strict-transport-security", HTTP1_HDR_STRICT_TRANSPORT_SECURITY),
+        KNOWN("user-agent", HTTP1_HDR_USER_AGENT),
+        KNOWN("referer", HTTP1_HDR_REFERER),
     };
+#undef KNOWN
+    /* Lengths differ for most names: compare them before the bytes. */
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (span_caseeq(name, known[i].name))
+        if (name.len == known[i].len && strncasecmp(name.p, known[i].name, name.len) == 0)
             return known[i].kind;
     return HTTP1_HDR_OTHER;
 }

@@ -88,13 +88,19 @@ static void on_upconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 int upconn_read_start(struct upconn *up)
 {
-    return uv_read_start((uv_stream_t *)&up->tcp, worker_alloc_read, on_upconn_read);
+    if (up->reading)
+        return 0;
+    int rc = uv_read_start((uv_stream_t *)&up->tcp, worker_alloc_read, on_upconn_read);
+    up->reading = rc == 0;
+    return rc;
 }
 
 void upconn_read_stop(struct upconn *up)
 {
-    if (!up->closing)
+    if (!up->closing && up->reading) {
         uv_read_stop((uv_stream_t *)&up->tcp);
+        up->reading = 0;
+    }
 }
 
 static void on_upconn_written(struct outq *q, int status)
@@ -192,9 +198,9 @@ struct upconn *upstream_acquire(struct upstream_pool *p, uint64_t *tried,
         p->next = (s + 1) % n;
         struct upconn *up = p->idle[s];
         if (up != NULL) {
+            /* It keeps reading: the owner now gets what arrives. */
             remove_idle(up);
             uv_timer_stop(&up->timer);
-            uv_read_stop((uv_stream_t *)&up->tcp);
             up->ops = ops;
             up->owner = owner;
             up->reused = 1;

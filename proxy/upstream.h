@@ -42,6 +42,7 @@ struct upconn {
     void *owner;                /* NULL while idle in the pool */
     struct upconn *next_idle;
     int connected;
+    int reading;
     int reused;                 /* came from the keep-alive pool */
     int closing;
     int handles;                /* libuv handles not yet closed */

@@ -3,8 +3,9 @@
 # already present are not fetched again, and apt's index is refreshed only
 # when something is missing.
 #
-# Usage: scripts/setup.sh [--build] [--tests] [--bench] [--wolfssl-source]
+# Usage: scripts/setup.sh [--build] [--demo] [--tests] [--bench] [--wolfssl-source]
 #   --build           compiler, CMake and the four libraries (default)
+#   --demo            what scripts/run.sh needs besides the build (openssl, python3)
 #   --tests           the real clients and tools the test suite drives
 #   --bench           load generators and the peers moat is measured against
 #   --wolfssl-source  what scripts/build-wolfssl.sh needs to fetch and build
@@ -12,6 +13,7 @@
 set -euo pipefail
 
 build_pkgs="build-essential cmake pkg-config libuv1-dev libyaml-dev node-llhttp libwolfssl-dev"
+demo_pkgs="openssl python3 curl"
 test_pkgs="curl openssl python3 python3-pytest wrk procps iproute2 clang-14 libclang-rt-14-dev"
 bench_pkgs="wrk haproxy nginx-light hitch procps"
 source_pkgs="dpkg-dev autoconf automake libtool make"
@@ -21,6 +23,7 @@ want=""
 for arg in "$@"; do
     case "$arg" in
         --build) want="$want $build_pkgs" ;;
+        --demo) want="$want $demo_pkgs" ;;
         --tests) want="$want $build_pkgs $test_pkgs" ;;
         --bench) want="$want $build_pkgs $bench_pkgs" ;;
         --wolfssl-source) want="$want $source_pkgs" ;;
