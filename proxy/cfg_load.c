@@ -121,16 +121,25 @@ int cfg_yaml_parse(struct cfg_loader *ld, const char *text, size_t len, yaml_doc
         yaml_parser_delete(&parser);
         return -1;
     }
-    /* A second document would be silently ignored: refuse it. */
+    /* A second document would be silently ignored: refuse it, broken or not. */
     yaml_document_t extra;
     if (yaml_parser_load(&parser, &extra)) {
         yaml_node_t *root = yaml_document_get_root_node(&extra);
         if (root != NULL)
             cfg_error(ld, cfg_node_pos(root), "only one YAML document is allowed");
         yaml_document_delete(&extra);
+    } else {
+        struct cfg_pos pos = {(unsigned)parser.problem_mark.line + 1,
+                              (unsigned)parser.problem_mark.column + 1};
+        cfg_error(ld, pos, "only one YAML document is allowed (and the next one is broken: %s)",
+                  parser.problem ? parser.problem : "unknown");
     }
     yaml_parser_delete(&parser);
-    return ld->nerrors ? -1 : 0;
+    if (ld->nerrors) {
+        yaml_document_delete(doc);
+        return -1;
+    }
+    return 0;
 }
 
 static yaml_node_t *node_at(struct cfg_loader *ld, int index)
@@ -287,6 +296,7 @@ static unsigned load_string_list(struct cfg_loader *ld, const struct cfg_field *
     }
     size_t n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
     char **items = cfg_alloc(ld->arena, (n + 1) * sizeof(char *));
+    struct cfg_pos *positions = cfg_alloc(ld->arena, (n + 1) * sizeof(struct cfg_pos));
     size_t k = 0;
     for (yaml_node_item_t *it = val->data.sequence.items.start;
          it < val->data.sequence.items.top; it++) {
@@ -297,8 +307,12 @@ static unsigned load_string_list(struct cfg_loader *ld, const struct cfg_field *
             cfg_error(ld, cfg_node_pos(item), "\"%s\": list items must be strings", f->key);
             continue;
         }
+        if (f->flags & CFG_F_ITEM_POS)
+            positions[k] = cfg_node_pos(item);
         items[k++] = cfg_strdup(ld->arena, (const char *)item->data.scalar.value);
     }
+    if (f->flags & CFG_F_ITEM_POS)
+        *FIELD_PTR(base, f->item_pos_off, struct cfg_pos *) = positions;
     *FIELD_PTR(base, f->off, char **) = items;
     *FIELD_PTR(base, f->count_off, size_t) = k;
     return ld->nerrors - before;

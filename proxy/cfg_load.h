@@ -36,6 +36,7 @@ enum {
     CFG_F_UNSUPPORTED = 1u << 2, /* refused with "not supported yet" */
     CFG_F_POS = 1u << 3,         /* store the value's position at pos_off */
     CFG_F_PRESENT = 1u << 4,     /* store 1 at present_off when given */
+    CFG_F_ITEM_POS = 1u << 5,    /* STRING_LIST: positions array at item_pos_off */
 };
 
 struct cfg_section;
@@ -52,6 +53,7 @@ struct cfg_field {
     size_t count_off;
     size_t pos_off;
     size_t present_off;
+    size_t item_pos_off;
 };
 
 struct cfg_section {

@@ -85,13 +85,16 @@ static const struct cfg_section route_section =
 struct upstream_raw {
     struct cfg_upstream u;
     struct cfg_pos servers_pos;
+    struct cfg_pos *server_pos;   /* per item */
     struct cfg_pos balance_pos;
 };
 
 static const struct cfg_field upstream_fields[] = {
     FIELD(struct upstream_raw, "servers", CFG_T_STRING_LIST, u.server_specs,
-          .flags = CFG_F_REQUIRED | CFG_F_POS, .count_off = offsetof(struct upstream_raw, u.nserver_specs),
-          .pos_off = offsetof(struct upstream_raw, servers_pos)),
+          .flags = CFG_F_REQUIRED | CFG_F_POS | CFG_F_ITEM_POS,
+          .count_off = offsetof(struct upstream_raw, u.nserver_specs),
+          .pos_off = offsetof(struct upstream_raw, servers_pos),
+          .item_pos_off = offsetof(struct upstream_raw, server_pos)),
     FIELD(struct upstream_raw, "balance", CFG_T_ENUM, u.balance, .def = "round_robin",
           .enum_names = balances, .flags = CFG_F_POS,
           .pos_off = offsetof(struct upstream_raw, balance_pos)),
@@ -112,6 +115,7 @@ struct top_raw {
     struct upstream_raw *upstreams;
     size_t nupstreams;
     struct cfg_pos trusted_pos;
+    struct cfg_pos *trusted_item_pos;
     struct cfg_pos access_pos;
     struct cfg_pos hsts_pos;
     struct cfg_pos routes_pos;
@@ -141,9 +145,10 @@ static const struct cfg_section limits_section = SECTION_OF(struct top_raw, "lim
 
 static const struct cfg_field forwarding_fields[] = {
     FIELD(struct top_raw, "trusted_proxies", CFG_T_STRING_LIST, c.forwarding.trusted_proxies,
-          .flags = CFG_F_NULLABLE | CFG_F_POS,
+          .flags = CFG_F_NULLABLE | CFG_F_POS | CFG_F_ITEM_POS,
           .count_off = offsetof(struct top_raw, c.forwarding.ntrusted_proxies),
-          .pos_off = offsetof(struct top_raw, trusted_pos)),
+          .pos_off = offsetof(struct top_raw, trusted_pos),
+          .item_pos_off = offsetof(struct top_raw, trusted_item_pos)),
     FIELD(struct top_raw, "hsts", CFG_T_STRING, c.forwarding.hsts, .def = "max-age=63072000",
           .flags = CFG_F_NULLABLE | CFG_F_POS, .pos_off = offsetof(struct top_raw, hsts_pos)),
 };
@@ -292,15 +297,17 @@ static int add_server(struct cfg_loader *ld, struct cfg_upstream *u, size_t *cap
 }
 
 /* A server is "ip:port", "[v6]:port" or "name:port"; names resolve now. */
-static void resolve_server(struct cfg_loader *ld, struct upstream_raw *ur, const char *spec,
+static void resolve_server(struct cfg_loader *ld, struct upstream_raw *ur, size_t index,
                            size_t *cap)
 {
     struct cfg_upstream *u = &ur->u;
+    const char *spec = u->server_specs[index];
+    struct cfg_pos pos = ur->server_pos ? ur->server_pos[index] : ur->servers_pos;
     struct sockaddr_storage ss;
     char why[128];
     if (parse_numeric_hostport(spec, &ss, why, sizeof(why)) == 0) {
         if (sockaddr_port((struct sockaddr *)&ss) == 0) {
-            cfg_error(ld, ur->servers_pos, "upstream \"%s\": server \"%s\" needs a port", u->name,
+            cfg_error(ld, pos, "upstream \"%s\": server \"%s\" needs a port", u->name,
                       spec);
             return;
         }
@@ -311,7 +318,7 @@ static void resolve_server(struct cfg_loader *ld, struct upstream_raw *ur, const
     }
     const char *colon = strrchr(spec, ':');
     if (colon == NULL || colon == spec || spec[0] == '[') {
-        cfg_error(ld, ur->servers_pos, "upstream \"%s\": server \"%s\": expected host:port",
+        cfg_error(ld, pos, "upstream \"%s\": server \"%s\": expected host:port",
                   u->name, spec);
         return;
     }
@@ -320,7 +327,7 @@ static void resolve_server(struct cfg_loader *ld, struct upstream_raw *ur, const
     uint64_t port;
     if (hl >= sizeof(host) || parse_u64(colon + 1, strlen(colon + 1), &port) != 0 ||
         port == 0 || port > 65535) {
-        cfg_error(ld, ur->servers_pos, "upstream \"%s\": server \"%s\": expected host:port",
+        cfg_error(ld, pos, "upstream \"%s\": server \"%s\": expected host:port",
                   u->name, spec);
         return;
     }
@@ -329,7 +336,7 @@ static void resolve_server(struct cfg_loader *ld, struct upstream_raw *ur, const
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
     int rc = getaddrinfo(host, colon + 1, &hints, &res);
     if (rc != 0) {
-        cfg_error(ld, ur->servers_pos, "upstream \"%s\": cannot resolve \"%s\": %s", u->name,
+        cfg_error(ld, pos, "upstream \"%s\": cannot resolve \"%s\": %s", u->name,
                   host, gai_strerror(rc));
         return;
     }
@@ -360,7 +367,7 @@ static void check_upstreams(struct cfg_loader *ld, struct top_raw *r)
         if (u->nserver_specs == 0 && u->server_specs != NULL)
             cfg_error(ld, ur->servers_pos, "upstream \"%s\": servers must not be empty", u->name);
         for (size_t s = 0; s < u->nserver_specs; s++)
-            resolve_server(ld, ur, u->server_specs[s], &cap);
+            resolve_server(ld, ur, s, &cap);
         c->upstreams[i] = *u;
     }
 }
@@ -471,6 +478,15 @@ static int parse_cidr(const char *s, struct cfg_cidr *out)
             return -1;
         out->prefix = (unsigned)p;
     }
+    /* Peers are compared as IPv4 when v4-mapped, so ranges written in the
+     * mapped form are too. */
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (out->family == AF_INET6 && out->prefix >= 96 && memcmp(out->addr, mapped, 12) == 0) {
+        memmove(out->addr, out->addr + 12, 4);
+        memset(out->addr + 4, 0, 12);
+        out->family = AF_INET;
+        out->prefix -= 96;
+    }
     return 0;
 }
 
@@ -481,7 +497,8 @@ static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
     c->forwarding.trusted = cfg_alloc(ld->arena, (n ? n : 1) * sizeof(struct cfg_cidr));
     for (size_t i = 0; i < n; i++) {
         if (parse_cidr(c->forwarding.trusted_proxies[i], &c->forwarding.trusted[i]) != 0)
-            cfg_error(ld, r->trusted_pos, "trusted_proxies: \"%s\" is not an address or CIDR",
+            cfg_error(ld, r->trusted_item_pos ? r->trusted_item_pos[i] : r->trusted_pos,
+                      "trusted_proxies: \"%s\" is not an address or CIDR",
                       c->forwarding.trusted_proxies[i]);
     }
     c->forwarding.ntrusted = n;

@@ -97,13 +97,13 @@ long http1_scan_head(struct http1_scan *sc, const char *buf, size_t len, int is_
     int too_big = is_request ? -431 : -502;
     size_t i = sc->pos;
     for (; i < len; i++) {
-        if (buf[i] != '\n') {
-            if (i + 1 > lim->max_head)
-                return sc->lines == 0 && is_request ? -414 : too_big;
-            if (sc->lines == 0 && is_request && i + 1 > lim->max_uri)
-                return -414;
+        /* Every byte counts, the final LF included. */
+        if (i + 1 > lim->max_head)
+            return sc->lines == 0 && is_request ? -414 : too_big;
+        if (sc->lines == 0 && is_request && i + 1 > lim->max_uri)
+            return -414;
+        if (buf[i] != '\n')
             continue;
-        }
         if (i == sc->line_start || buf[i - 1] != '\r')
             return bad; /* bare LF */
         const char *line = buf + sc->line_start;

@@ -3,6 +3,7 @@
  */
 #include "route.h"
 
+#include <arpa/inet.h>
 #include <string.h>
 
 static int is_host_char(unsigned char c)
@@ -24,12 +25,14 @@ int route_normalize_host(struct span host, char *out)
         if (close == NULL)
             return -1;
         end = (size_t)(close - p) + 1;
-        for (size_t i = 1; i + 1 < end; i++) {
-            unsigned char c = (unsigned char)p[i];
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
-                  c == ':' || c == '.'))
-                return -1;
-        }
+        char literal[64];
+        struct in6_addr a6;
+        if (end - 2 >= sizeof(literal))
+            return -1;
+        memcpy(literal, p + 1, end - 2);
+        literal[end - 2] = '\0';
+        if (inet_pton(AF_INET6, literal, &a6) != 1)
+            return -1;
     } else {
         end = 0;
         while (end < n && p[end] != ':')
@@ -37,11 +40,9 @@ int route_normalize_host(struct span host, char *out)
     }
     if (end < n) {
         /* Only a port may follow the host. */
-        if (p[end] != ':' || end + 1 == n || n - end - 1 > 5)
+        uint64_t port;
+        if (p[end] != ':' || parse_u64(p + end + 1, n - end - 1, &port) != 0 || port > 65535)
             return -1;
-        for (size_t i = end + 1; i < n; i++)
-            if (p[i] < '0' || p[i] > '9')
-                return -1;
     }
     size_t len = end;
     if (len > 1 && p[0] != '[' && p[len - 1] == '.')

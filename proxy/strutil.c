@@ -211,8 +211,10 @@ unsigned sockaddr_port(const struct sockaddr *sa)
 unsigned edit_distance(const char *a, const char *b, unsigned max)
 {
     size_t la = strlen(a), lb = strlen(b);
-    unsigned row[64];
-    if (lb >= sizeof(row) / sizeof(row[0]) || la >= 64)
+    unsigned row[256];
+    if (strcmp(a, b) == 0)
+        return 0;
+    if (lb >= ARRAY_SIZE(row) || la >= ARRAY_SIZE(row))
         return max + 1;
     for (size_t j = 0; j <= lb; j++)
         row[j] = (unsigned)j;
