@@ -529,6 +529,42 @@ static void fail_upstream(struct exchange *x, int status, const char *why)
     respond_error(x, status, why);
 }
 
+/* Parses the complete head at the start of x->rhead (r bytes) and what
+ * follows it.  Returns 1 when another head may follow in x->rhead (after an
+ * interim response), 0 when done with x->rhead, -1 when the exchange ended. */
+static int parse_response_head(struct exchange *x, size_t r)
+{
+    struct buf_chunk *h = x->rhead;
+    size_t used;
+    enum http1_result res = http1_parse(&x->resp, h->data, r, &used);
+    if (res == HTTP1_ERROR) {
+        fail_upstream(x, 502, x->resp.error_reason ? x->resp.error_reason : "bad response");
+        return -1;
+    }
+    size_t left = h->len - r;
+    if (res == HTTP1_DONE) {
+        /* A message without body: an interim response (the next head may
+         * follow at once) or the final one. */
+        memmove(h->data, h->data + r, left);
+        h->len = (uint32_t)left;
+        if (x->resp_done || x->upgraded)
+            return 0;
+        http1_msg_reset(&x->resp);
+        x->resp.scan = (struct http1_scan){0};
+        return left > 0 ? 1 : 0;
+    }
+    /* Body bytes that came with the head. */
+    if (left > 0 && http1_parse(&x->resp, h->data + r, left, &used) == HTTP1_ERROR) {
+        fail_upstream(x, 502, "bad response body");
+        return -1;
+    }
+    if (x->resp_done && used < left)
+        x->upstream_extra = 1;
+    h->len = 0;
+    buf_chunk_put(&x->w->inbufs, &x->rhead);
+    return 0;
+}
+
 /* Head bytes arrive in x->rhead; returns bytes of p used, or -1 when the
  * exchange ended. */
 static long collect_response_head(struct exchange *x, const char *p, size_t n)
@@ -541,42 +577,20 @@ static long collect_response_head(struct exchange *x, const char *p, size_t n)
     size_t room = h->cap - h->len, take = n < room ? n : room;
     memcpy(h->data + h->len, p, take);
     h->len += (uint32_t)take;
-    long r = http1_scan_head(&x->resp.scan, h->data, h->len, 0, &x->resp_lim);
-    if (r < 0) {
-        fail_upstream(x, 502, "malformed response head");
-        return -1;
-    }
-    if (r == 0)
-        return (long)take;
-    size_t used;
-    enum http1_result res = http1_parse(&x->resp, h->data, (size_t)r, &used);
-    if (res == HTTP1_ERROR) {
-        fail_upstream(x, x->resp.error_status == 502 ? 502 : x->resp.error_status,
-                      x->resp.error_reason ? x->resp.error_reason : "bad response");
-        return -1;
-    }
-    size_t left = h->len - (size_t)r;
-    if (res == HTTP1_DONE) {
-        /* A message without body: an interim response (the next head may
-         * follow) or the final one. */
-        memmove(h->data, h->data + r, left);
-        h->len = (uint32_t)left;
-        if (!x->resp_done && !x->upgraded) {
-            http1_msg_reset(&x->resp);
-            x->resp.scan = (struct http1_scan){0};
+    for (;;) {
+        long r = http1_scan_head(&x->resp.scan, h->data, h->len, 0, &x->resp_lim);
+        if (r < 0) {
+            fail_upstream(x, 502, "malformed response head");
+            return -1;
         }
-        return (long)take;
+        if (r == 0)
+            return (long)take;
+        int more = parse_response_head(x, (size_t)r);
+        if (more < 0)
+            return -1;
+        if (more == 0)
+            return (long)take;
     }
-    /* Body bytes that came with the head. */
-    if (left > 0 && http1_parse(&x->resp, h->data + r, left, &used) == HTTP1_ERROR) {
-        fail_upstream(x, 502, "bad response body");
-        return -1;
-    }
-    if (x->resp_done && used < left)
-        x->upstream_extra = 1;
-    h->len = 0;
-    buf_chunk_put(&x->w->inbufs, &x->rhead);
-    return (long)take;
 }
 
 /* Moves upstream bytes to the client; returns 0, or -1 when the exchange ended. */

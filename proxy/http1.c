@@ -316,8 +316,11 @@ static int analyze_request(struct http1_msg *m)
         return fail(m, 400, "more than one Host header");
     if (fc.host == 0 && m->version == 11)
         return fail(m, 400, "missing Host header");
-    if (fc.host == 1)
+    if (fc.host == 1) {
+        if (fc.host_value.len == 0)
+            return fail(m, 400, "empty Host header");
         m->host = fc.host_value;
+    }
     if (fc.cl > 1)
         return fail(m, 400, "more than one Content-Length");
     if (fc.te > 0) {
@@ -458,8 +461,9 @@ static int on_headers_complete(llhttp_t *p)
             fail(m, rc, "refused");
         return -1;
     }
-    /* llhttp cannot know that a response answers a HEAD request. */
-    return !m->is_request && m->request_was_head ? 1 : 0;
+    /* llhttp cannot know that a response answers a HEAD request, and it
+     * reads a 304's Content-Length as a body. */
+    return !m->is_request && (m->flags & HTTP1_F_NO_BODY) ? 1 : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n)

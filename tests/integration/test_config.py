@@ -1,0 +1,295 @@
+"""The command line: -t (success and every kind of error, with
+file:line:col), -V, -h, usage errors, and start-up errors."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from moatlib import MOAT_BIN, T, basic_yaml
+
+
+def run(args, cwd=None, env=None, timeout=20):
+    return subprocess.run([MOAT_BIN] + list(args), capture_output=True, cwd=cwd, env=env,
+                          timeout=T(timeout), stdin=subprocess.DEVNULL)
+
+
+def check(tmp_path, yaml_text, name="moat.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml_text)
+    r = run(["-t", "-c", str(p)], cwd=str(tmp_path))
+    return r, r.stdout.decode(), r.stderr.decode()
+
+
+def assert_clean(r):
+    text = (r.stdout + r.stderr).decode()
+    assert not re.search(r"\[alert\]|Sanitizer|runtime error:", text), text
+
+
+def line_of(yaml_text, needle, start=False):
+    """1-based line and column of needle's first occurrence (at the start
+    of a line's text if start)."""
+    for i, line in enumerate(yaml_text.split("\n"), 1):
+        if line.lstrip().startswith(needle) if start else needle in line:
+            return i, line.index(needle) + 1
+    raise AssertionError(needle)
+
+
+def good_yaml(certs):
+    return basic_yaml(certs, ["127.0.0.1:9"])
+
+
+def test_t_ok(tmp_path, certs):
+    r, out, err = check(tmp_path, good_yaml(certs))
+    assert r.returncode == 0, err
+    assert out.strip() == "configuration OK"
+    assert_clean(r)
+
+
+def test_t_ok_full_schema(tmp_path, certs):
+    """Every supported key of PRODUCT.md's schema, with relative paths."""
+    for f in ("site.pem", "site.key", "alt.pem", "alt.key"):
+        shutil.copy("%s/%s" % (certs.dir, f), tmp_path / f)
+    yaml_text = """workers: 2
+shutdown_timeout: 30s
+listeners:
+  - name: public
+    bind: "127.0.0.1:0"
+    tls:
+      certificates:
+        - cert: site.pem
+          key: site.key
+        - cert: alt.pem
+          key: alt.key
+      min_version: "1.2"
+      ciphers: null
+      alpn: ["http/1.1"]
+      handshake_timeout: 10s
+  - name: v6
+    bind: "[::1]:0"
+    tls:
+      certificates:
+        - cert: site.pem
+          key: site.key
+routes:
+  - host: api.example.com
+    path: /v1/
+    upstream: api
+  - host: "*.example.com"
+    upstream: web
+  - path: /
+    upstream: web
+upstreams:
+  web:
+    servers: ["127.0.0.1:3000", "localhost:3001"]
+    balance: round_robin
+    connect_timeout: 250ms
+    response_timeout: 1m
+    keepalive: 32
+  api:
+    servers: ["[::1]:3002"]
+timeouts:
+  client_header: 10s
+  client_idle: 60s
+limits:
+  max_connections: 65536
+  max_header_bytes: 16k
+  max_body_bytes: 0
+forwarding:
+  trusted_proxies: ["10.0.0.0/8", "::1/128"]
+  hsts: "max-age=63072000"
+log:
+  access: null
+  format: combined
+  level: debug
+"""
+    r, out, err = check(tmp_path, yaml_text)
+    assert r.returncode == 0, err
+    assert out.strip() == "configuration OK"
+
+
+def test_t_yaml_syntax_error(tmp_path, certs):
+    text = good_yaml(certs) + "routes: [unclosed\n"
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1
+    assert re.search(r"moat\.yaml:\d+:\d+: ", err), err
+    assert "configuration OK" not in out
+
+
+def test_t_unknown_key_with_suggestion(tmp_path, certs):
+    text = good_yaml(certs).replace("    servers:", "    conect_timeout: 1s\n    servers:")
+    line, col = line_of(text, "conect_timeout")
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1
+    assert re.search(r'moat\.yaml:%d:%d: .*"conect_timeout".*did you mean "connect_timeout"'
+                     % (line, col), err), err
+
+
+def test_t_unknown_top_level_key(tmp_path, certs):
+    text = good_yaml(certs) + "timeout:\n  client_idle: 1s\n"
+    line, col = line_of(text, "timeout:", start=True)
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1
+    assert re.search(r'moat\.yaml:%d:%d: .*"timeout".*"timeouts"' % (line, col), err), err
+
+
+def test_t_undefined_upstream(tmp_path, certs):
+    text = good_yaml(certs).replace("    upstream: app", "    upstream: api")
+    line, col = line_of(text, "upstream: api")
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1
+    m = re.search(r'moat\.yaml:(\d+):(\d+): .*upstream "api" is not defined', err)
+    assert m, err
+    assert int(m.group(1)) == line, err
+    assert int(m.group(2)) in (col, col + len("upstream: ")), err
+
+
+@pytest.mark.parametrize("bad,what", [
+    ("shutdown_timeout: 5s", "shutdown_timeout: 5 parsecs"),
+    ("workers: 1", "workers: many"),
+    ("  level: info", "  level: loud"),
+    ('bind: "127.0.0.1:0"', 'bind: "127.0.0.1:99999"'),
+], ids=["duration", "workers", "enum", "port"])
+def test_t_bad_values(tmp_path, certs, bad, what):
+    text = good_yaml(certs).replace(bad, what)
+    line, _ = line_of(text, what.strip())
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1, out
+    assert re.search(r"moat\.yaml:%d:\d+: " % line, err), err
+
+
+def test_t_missing_cert_file(tmp_path, certs):
+    text = good_yaml(certs).replace(certs.site_cert, str(tmp_path / "nope.pem"))
+    line, _ = line_of(text, "nope.pem")
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1
+    assert re.search(r"moat\.yaml:%d:\d+: .*nope\.pem" % line, err), err
+
+
+def test_t_relative_cert_path_is_relative_to_config_dir(tmp_path, certs):
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    shutil.copy(certs.site_cert, sub / "c.pem")
+    shutil.copy(certs.site_key, sub / "k.pem")
+    text = good_yaml(certs).replace(certs.site_cert, "c.pem").replace(certs.site_key, "k.pem")
+    (sub / "moat.yaml").write_text(text)
+    r = run(["-t", "-c", str(sub / "moat.yaml")], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def test_t_key_does_not_match_cert(tmp_path, certs):
+    text = good_yaml(certs).replace(certs.site_key, certs.other_key)
+    cert_line, _ = line_of(text, "- cert:")
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1
+    m = re.search(r"moat\.yaml:(\d+):\d+: .*(match)", err)
+    assert m, err
+    assert cert_line - 1 <= int(m.group(1)) <= cert_line + 1, err
+
+
+UNSUPPORTED = [
+    ("session_cache", "tls_extra", "session_cache:\n  size: 100"),
+    ("session_tickets", "tls_extra", "session_tickets:\n  enabled: true"),
+    ("client_auth", "tls_extra", "client_auth:\n  ca: ca.pem"),
+    ("health_check", "upstream_extra", "health_check:\n  path: /healthz"),
+    ("least_conn", "upstream_extra", "balance: least_conn"),
+    ("admin", "extra", "admin:\n  bind: \"127.0.0.1:0\"\n"),
+]
+
+
+@pytest.mark.parametrize("key,where,text", UNSUPPORTED, ids=[u[0] for u in UNSUPPORTED])
+def test_t_not_supported_yet(tmp_path, certs, key, where, text):
+    yaml_text = basic_yaml(certs, ["127.0.0.1:9"], **{where: text})
+    line, _ = line_of(yaml_text, key)
+    r, out, err = check(tmp_path, yaml_text)
+    if r.returncode == 0 and out.strip() == "configuration OK":
+        # the feature has landed since: its own tests must cover it
+        pytest.skip("%s is accepted by this build" % key)
+    assert r.returncode == 1, out
+    assert re.search(r"moat\.yaml:%d:\d+: .*not supported yet" % line, err), err
+    assert key in err
+
+
+def test_t_redirect_listener_not_supported_yet(tmp_path, certs):
+    yaml_text = basic_yaml(certs, ["127.0.0.1:9"]).replace(
+        "routes:", "  - name: redirect\n    bind: \"127.0.0.1:0\"\n    redirect_to_https: 443\n"
+        "routes:")
+    r, out, err = check(tmp_path, yaml_text)
+    assert r.returncode == 1
+    assert "not supported yet" in err and "redirect_to_https" in err, err
+    assert re.search(r"moat\.yaml:\d+:\d+: ", err), err
+
+
+def test_startup_config_error_exits_1(tmp_path, certs):
+    p = tmp_path / "moat.yaml"
+    p.write_text(good_yaml(certs).replace("upstream: app", "upstream: nope"))
+    r = run(["-c", str(p)], timeout=10)
+    assert r.returncode == 1
+    assert 'upstream "nope" is not defined' in r.stderr.decode()
+
+
+def test_missing_config_file_exits_1(tmp_path):
+    r = run(["-c", str(tmp_path / "absent.yaml")])
+    assert r.returncode == 1
+    assert "absent.yaml" in r.stderr.decode()
+    r = run(["-t", "-c", str(tmp_path / "absent.yaml")])
+    assert r.returncode == 1
+
+
+def test_bind_in_use_exits_1(tmp_path, certs):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        port = s.getsockname()[1]
+        p = tmp_path / "moat.yaml"
+        p.write_text(good_yaml(certs).replace('"127.0.0.1:0"', '"127.0.0.1:%d"' % port))
+        r = run(["-c", str(p)], timeout=10)
+        assert r.returncode == 1, r.stderr.decode()
+        assert str(port) in r.stderr.decode()
+    finally:
+        s.close()
+
+
+def test_version(tmp_path):
+    r = run(["-V"])
+    assert r.returncode == 0
+    out = r.stdout.decode()
+    for lib in ("moat", "libuv", "wolfSSL", "llhttp", "libyaml"):
+        assert re.search(r"%s\S* v?\d+\.\d+" % lib, out, re.I), out
+    r2 = run(["--version"])
+    assert r2.returncode == 0 and r2.stdout == r.stdout
+
+
+def test_help(tmp_path):
+    for flag in ("-h", "--help"):
+        r = run([flag])
+        assert r.returncode == 0
+        out = r.stdout.decode()
+        assert "usage" in out.lower()
+        for opt in ("-c", "--config", "-t", "-V", "-h"):
+            assert opt in out
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["-x"], ["-c"], ["extra-arg"],
+                                  ["-t", "-c", "a.yaml", "b.yaml"]],
+                         ids=["long", "short", "missing-arg", "positional", "two-files"])
+def test_usage_error_exits_2(tmp_path, args):
+    r = run(args, cwd=str(tmp_path))
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr, "usage error must say why on stderr"
+    assert r.stdout == b""
+
+
+def test_moat_config_env(tmp_path, certs):
+    p = tmp_path / "env.yaml"
+    p.write_text(good_yaml(certs))
+    env = dict(os.environ, MOAT_CONFIG=str(p))
+    r = run(["-t"], env=env, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr.decode()
+    p.write_text(good_yaml(certs).replace("upstream: app", "upstream: nope"))
+    r = run(["-t"], env=env, cwd=str(tmp_path))
+    assert r.returncode == 1
+    assert "env.yaml:" in r.stderr.decode()

@@ -1,0 +1,252 @@
+"""The daemon's life: the embedded default, graceful stop on SIGTERM/SIGINT,
+the listen file, and the access log (JSON, combined, file + SIGUSR1)."""
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from moatlib import (T, Client, Hang, Moat, Resp, basic_yaml, client_context, curl,
+                     wait_for)
+
+
+def port_busy(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------- embedded default
+
+@pytest.fixture
+def default_moat(tmp_path, moat_factory):
+    if os.path.exists("/etc/moat/moat.yaml"):
+        pytest.skip("/etc/moat/moat.yaml exists: moat would not use its embedded default")
+    if port_busy(8443):
+        pytest.skip("127.0.0.1:8443 is busy")
+    env = {k: v for k, v in os.environ.items() if k != "MOAT_CONFIG"}
+    m = moat_factory(None, args=[], env=env)
+    return m
+
+
+def test_embedded_default_serves_self_signed_localhost(default_moat):
+    m = default_moat
+    assert m.addrs == {"default": "127.0.0.1:8443"}, m.addrs
+    assert len([l for l in m.stderr().splitlines() if "8443" in l and "8080" in l]) == 1, \
+        m.stderr()
+    ctx = client_context(None, verify=False)
+    with socket.create_connection(("127.0.0.1", 8443), timeout=T(5)) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            der = s.getpeercert(binary_form=True)
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    r = subprocess.run(["openssl", "x509", "-noout", "-subject", "-issuer", "-ext",
+                        "subjectAltName"], input=pem.encode(), capture_output=True,
+                       timeout=T(10))
+    text = r.stdout.decode()
+    assert re.search(r"subject=.*CN\s*=\s*localhost", text), text
+    assert "DNS:localhost" in text, text
+    # self-signed: issuer == subject
+    subj = re.search(r"subject=(.*)", text).group(1)
+    assert re.search(r"issuer=(.*)", text).group(1) == subj, text
+    # and a client that trusts this very certificate verifies it for "localhost"
+    vctx = ssl.create_default_context(cadata=pem)
+    with socket.create_connection(("127.0.0.1", 8443), timeout=T(5)) as raw:
+        with vctx.wrap_socket(raw, server_hostname="localhost") as s:
+            assert s.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_embedded_default_forwards_to_8080(tmp_path, moat_factory, backend_factory):
+    if os.path.exists("/etc/moat/moat.yaml"):
+        pytest.skip("/etc/moat/moat.yaml exists")
+    if port_busy(8443):
+        pytest.skip("127.0.0.1:8443 is busy")
+    if port_busy(8080):
+        pytest.skip("127.0.0.1:8080 is busy (cannot put a recording backend there)")
+    b = backend_factory(port=8080)
+    env = {k: v for k, v in os.environ.items() if k != "MOAT_CONFIG"}
+    moat_factory(None, args=[], env=env)
+    r = curl("-k", "https://localhost:8443/embedded", "--resolve", "localhost:8443:127.0.0.1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"GET /embedded")
+    assert b.requests[0].header("X-Forwarded-Proto") == "https"
+
+
+# ---------------------------------------------------------------- signals
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_signal_lets_in_flight_request_finish(certs, backend, moat_factory, signum):
+    body = b"slow but complete\n" * 1000
+    backend.handler = lambda req: Resp(200, body, delay=1.5 if req.target == "/slow" else 0)
+    m = moat_factory(basic_yaml(certs, [backend.addr]))
+    result = {}
+
+    def client():
+        try:
+            with Client(m.port(), certs, timeout=10) as c:
+                result["resp"] = c.request("GET", "/slow")
+        except Exception as e:  # reported below
+            result["error"] = e
+
+    t = threading.Thread(target=client, daemon=True)
+    t.start()
+    try:
+        backend.wait_requests(1)
+        m.signal(signum)
+        time.sleep(T(0.3))
+        # no longer accepting: a new connection is refused or not served
+        refused = False
+        try:
+            with Client(m.port(), certs, timeout=2) as c:
+                r = c.request("GET", "/new")
+                refused = r.status >= 500
+        except (OSError, EOFError, ssl.SSLError):
+            refused = True
+        assert refused, "moat accepted and served a new request while stopping"
+    finally:
+        t.join(T(10))
+    assert not t.is_alive()
+    assert "error" not in result, result
+    assert result["resp"].status == 200
+    assert result["resp"].body == body
+    assert m.wait(5) == 0, m.stderr()
+    assert [q.target for q in backend.requests] == ["/slow"]
+
+
+def test_sigterm_closes_idle_keepalive_connections_promptly(certs, backend, moat_factory):
+    m = moat_factory(basic_yaml(certs, [backend.addr]).replace("shutdown_timeout: 5s",
+                                                               "shutdown_timeout: 20s"))
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/").status == 200
+        start = time.monotonic()
+        m.signal(signal.SIGTERM)
+        assert c.closed_within(3), "idle connection kept open after SIGTERM"
+        assert m.wait(3) == 0, m.stderr()
+        assert time.monotonic() - start < T(3)
+
+
+def test_shutdown_timeout_bounds_a_stuck_request(certs, backend, moat_factory):
+    backend.handler = lambda req: Hang()
+    m = moat_factory(basic_yaml(certs, [backend.addr]).replace("shutdown_timeout: 5s",
+                                                               "shutdown_timeout: 1s"))
+    with Client(m.port(), certs, timeout=10) as c:
+        c.send(b"GET /stuck HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        backend.wait_requests(1)
+        start = time.monotonic()
+        m.signal(signal.SIGTERM)
+        assert m.wait(5) == 0, m.stderr()
+        assert 0.8 <= time.monotonic() - start <= T(3)
+
+
+# ---------------------------------------------------------------- listen file
+
+def test_listen_file_written_only_when_ready(tmp_path, certs, backend):
+    """moat's usage says the file is written "once listening": a connection
+    made right after the file appears must be accepted, and a SIGTERM sent
+    right then must be a graceful stop (exit 0), not death by signal."""
+    refused, bad_exit = [], []
+    n = 40
+    for i in range(n):
+        m = Moat(tmp_path / ("m%d" % i), basic_yaml(certs, [backend.addr], workers=1))
+        try:
+            m.start(poll=0.0005)
+            try:
+                socket.create_connection(("127.0.0.1", m.port()), timeout=T(2)).close()
+            except ConnectionRefusedError:
+                refused.append(i)
+        finally:
+            rc = m.stop()
+            if rc != 0:
+                bad_exit.append(rc)
+            assert not m.bad_log_lines(), m.stderr()
+    assert not refused and not bad_exit, (
+        "right after the listen file appeared: %d/%d connections refused; %d/%d SIGTERMs "
+        "ended moat with status %r" % (len(refused), n, len(bad_exit), n, sorted(set(bad_exit))))
+
+
+def test_ipv6_listener(tmp_path, certs, backend, moat_factory):
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    m = moat_factory(basic_yaml(certs, [backend.addr]).replace('"127.0.0.1:0"', '"[::1]:0"'))
+    assert re.match(r"\[::1\]:\d+$", m.addrs["public"]), m.addrs
+    r = curl("-g", "https://[::1]:%d/six" % m.port(), "-k")
+    assert r.returncode == 0, r.stderr
+    assert backend.requests[0].header("X-Forwarded-For") == "::1"
+
+
+# ---------------------------------------------------------------- access log
+
+def access_lines(m):
+    return [l for l in m.stdout().splitlines() if l.strip()]
+
+
+def test_access_log_json(certs, backend, moat_factory):
+    backend.handler = lambda req: Resp(201 if req.method == "POST" else 200, b"abc")
+    m = moat_factory(basic_yaml(certs, [backend.addr],
+                                routes="  - path: /app/\n    upstream: app\n"))
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/app/x?q=\"1\"", headers=[("User-Agent", "tester/1.0 \"q\"")]) \
+            .status == 200
+        assert c.request("POST", "/app/p", body=b"12345").status == 201
+        assert c.request("GET", "/nothing").status == 404
+        assert c.request("HEAD", "/app/h").status == 200
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+    with Client(m.port(), certs) as c:
+        c.send(raw)
+        c.read_until_close()
+    lines = wait_for(lambda: len(access_lines(m)) >= 5 and access_lines(m), 5, "5 log lines")
+    recs = [json.loads(l) for l in lines]  # every line is valid JSON
+    assert [r["status"] for r in recs] == [200, 201, 404, 200, 400], recs
+    first = recs[0]
+    assert first["method"] == "GET" and first["uri"] == "/app/x?q=\"1\""
+    assert first["remote"] == "127.0.0.1"
+    assert first["listener"] == "public"
+    assert first["proto"] == "HTTP/1.1"
+    assert first["host"] == "localhost"
+    assert first["bytes"] == 3
+    assert first["upstream_name"] == "app" and first["upstream"] == backend.addr
+    assert first["tls"] in ("TLSv1.2", "TLSv1.3")
+    assert first["user_agent"] == "tester/1.0 \"q\""
+    assert isinstance(first["duration"], (int, float)) and 0 <= first["duration"] < 5
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$", first["time"])
+    assert recs[1]["method"] == "POST"
+    assert recs[3]["bytes"] == 0
+
+
+def test_access_log_combined(certs, backend, moat_factory):
+    m = moat_factory(basic_yaml(certs, [backend.addr], extra="  format: combined\n"))
+    r = curl("-A", "agent/2", "-e", "https://ref.test/", "https://localhost:%d/c?x=1" % m.port(),
+             "--resolve", "localhost:%d:127.0.0.1" % m.port(), certs=certs)
+    assert r.returncode == 0, r.stderr
+    line = wait_for(lambda: access_lines(m), 5, "a log line")[0]
+    pat = (r'^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+           r'"GET /c\?x=1 HTTP/1\.1" 200 %d "https://ref\.test/" "agent/2"$' % len(r.stdout))
+    assert re.match(pat, line), line
+
+
+def test_access_log_file_and_sigusr1_reopen(tmp_path, certs, backend, moat_factory):
+    log = tmp_path / "access.log"
+    m = moat_factory(basic_yaml(certs, [backend.addr], access=str(log)))
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/one").status == 200
+    wait_for(lambda: log.exists() and "/one" in log.read_text(), 5, "/one in the log file")
+    os.rename(log, tmp_path / "access.log.1")
+    m.signal(signal.SIGUSR1)
+    wait_for(lambda: log.exists(), 5, "the reopened log file")
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/two").status == 200
+    wait_for(lambda: "/two" in log.read_text(), 5, "/two in the new log file")
+    assert "/two" not in (tmp_path / "access.log.1").read_text()
+    assert m.stdout() == ""

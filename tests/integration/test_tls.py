@@ -1,0 +1,252 @@
+"""TLS: SNI certificate choice, protocol versions, ALPN, plain HTTP on the
+TLS port, handshake timeout."""
+import re
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from moatlib import (T, Client, basic_yaml, client_context, curl, s_client, wait_for)
+
+
+@pytest.fixture
+def sni_proxy(certs, backend, moat_factory):
+    m = moat_factory(basic_yaml(certs, [backend.addr], second_cert=True,
+                                tls_extra="handshake_timeout: 1s"))
+    return m, backend
+
+
+def peer_cert(port, certs, sni):
+    ctx = client_context(certs)
+    ctx.check_hostname = False  # verify the chain, inspect the name ourselves
+    with socket.create_connection(("127.0.0.1", port), timeout=T(5)) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as s:
+            cert = s.getpeercert()
+    cn = dict(x[0] for x in cert["subject"])["commonName"]
+    sans = sorted(v for k, v in cert.get("subjectAltName", ()) if k == "DNS")
+    return cn, sans
+
+
+@pytest.mark.parametrize("sni,want", [
+    ("site.test", "site.test"), ("localhost", "site.test"), ("alt.test", "alt.test"),
+    ("ALT.test", "alt.test"), ("x.wild.test", "alt.test"), ("unknown.test", "site.test"),
+    ("a.b.wild.test", "site.test"), (None, "site.test")])
+def test_sni_picks_certificate(sni_proxy, certs, sni, want):
+    m, _ = sni_proxy
+    cn, sans = peer_cert(m.port(), certs, sni)
+    assert cn == want, (sni, cn, sans)
+    if want == "alt.test":
+        assert sans == ["*.wild.test", "alt.test"]
+
+
+def test_sni_with_curl_verifies_both_names(sni_proxy, certs):
+    m, b = sni_proxy
+    for name in ("site.test", "alt.test", "foo.wild.test"):
+        r = curl("https://%s:%d/%s" % (name, m.port(), name),
+                 "--resolve", "%s:%d:127.0.0.1" % (name, m.port()), certs=certs)
+        assert r.returncode == 0, (name, r.stderr)
+        assert r.stdout.startswith(b"GET /" + name.encode())
+
+
+def test_sni_openssl_subject(sni_proxy):
+    m, _ = sni_proxy
+    r = s_client(m.port(), "-brief", servername="alt.test", data=b"")
+    text = (r.stdout + r.stderr).decode()
+    assert re.search(r"CN\s*=\s*alt\.test", text), text
+    r = s_client(m.port(), "-brief", servername="nomatch.test", data=b"")
+    text = (r.stdout + r.stderr).decode()
+    assert re.search(r"CN\s*=\s*site\.test", text), text
+
+
+@pytest.mark.parametrize("version,name", [(ssl.TLSVersion.TLSv1_2, "TLSv1.2"),
+                                          (ssl.TLSVersion.TLSv1_3, "TLSv1.3")])
+def test_tls12_and_tls13_accepted(sni_proxy, certs, version, name):
+    m, b = sni_proxy
+    ctx = client_context(certs, minv=version, maxv=version)
+    with Client(m.port(), ctx=ctx) as c:
+        assert c.sock.version() == name
+        r = c.request("GET", "/v")
+        assert r.status == 200
+    # the access log records the version
+    wait_for(lambda: '"tls":"%s"' % name in m.stdout(), 5, "access log line")
+
+
+def test_tls12_ciphers_are_aead_and_forward_secret(sni_proxy, certs):
+    m, _ = sni_proxy
+    ctx = client_context(certs, minv=ssl.TLSVersion.TLSv1_2, maxv=ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    with Client(m.port(), ctx=ctx) as c:
+        cipher = c.sock.cipher()[0]
+    assert cipher.startswith("ECDHE-") and ("GCM" in cipher or "CHACHA20" in cipher), cipher
+    # a client offering only CBC / static-RSA suites is refused
+    ctx = client_context(certs, minv=ssl.TLSVersion.TLSv1_2, maxv=ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers("AES128-SHA:ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0")
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        Client(m.port(), ctx=ctx).close()
+
+
+@pytest.mark.parametrize("flag", ["-tls1", "-tls1_1"])
+def test_old_tls_versions_refused(sni_proxy, certs, flag):
+    m, b = sni_proxy
+    r = s_client(m.port(), flag, "-cipher", "DEFAULT@SECLEVEL=0", data=b"")
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode != 0, out
+    assert "Cipher is (NONE)" in out, out  # no session was established
+    assert not re.search(r"Cipher is (?!\(NONE\))", out), out
+    # the refusal did not affect service
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/").status == 200
+
+
+def test_old_tls_control_client_can_offer_tls1(certs, tmp_path):
+    """Proves test_old_tls_versions_refused can fail: the same s_client
+    command completes a TLS 1.0 handshake against openssl s_server."""
+    srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:0", "-naccept", "1",
+                            "-cert", certs.site_cert, "-key", certs.site_key, "-tls1",
+                            "-cipher", "DEFAULT@SECLEVEL=0"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           stdin=subprocess.PIPE)
+    try:
+        line = b""
+        deadline = time.monotonic() + T(5)
+        while b"ACCEPT" not in line and time.monotonic() < deadline:
+            line = srv.stdout.readline()
+        port = int(re.search(rb":(\d+)", line).group(1))
+        r = s_client(port, "-tls1", "-cipher", "DEFAULT@SECLEVEL=0", data=b"")
+        out = (r.stdout + r.stderr).decode()
+        assert re.search(r"Protocol\s*:\s*TLSv1\s*$", out, re.M), out
+    finally:
+        srv.kill()
+        srv.wait(timeout=T(5))
+
+
+def test_min_version_13_refuses_tls12(certs, backend, moat_factory):
+    m = moat_factory(basic_yaml(certs, [backend.addr], tls_extra='min_version: "1.3"'))
+    ctx = client_context(certs, maxv=ssl.TLSVersion.TLSv1_2)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        Client(m.port(), ctx=ctx).close()
+    with Client(m.port(), certs) as c:
+        assert c.sock.version() == "TLSv1.3"
+
+
+def test_alpn_http11(sni_proxy, certs):
+    m, _ = sni_proxy
+    ctx = client_context(certs, alpn=["h2", "http/1.1"])
+    with Client(m.port(), ctx=ctx) as c:
+        assert c.sock.selected_alpn_protocol() == "http/1.1"
+        assert c.request("GET", "/").status == 200
+    r = s_client(m.port(), "-alpn", "http/1.1", data=b"")
+    assert "ALPN protocol: http/1.1" in r.stdout.decode(), r.stdout.decode()
+    # curl negotiates http/1.1 (and would try h2 first)
+    r = curl("-v", "https://localhost:%d/" % m.port(), "--resolve",
+             "localhost:%d:127.0.0.1" % m.port(), certs=certs)
+    assert r.returncode == 0, r.stderr
+    assert "ALPN: server accepted http/1.1" in r.stderr.decode() or \
+        "ALPN, server accepted to use http/1.1" in r.stderr.decode(), r.stderr.decode()
+
+
+def test_plain_http_to_tls_port_gets_400_and_close(sni_proxy, certs):
+    m, b = sni_proxy
+    with Client(m.port(), tls=False) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = c.read_until_close()
+    assert re.match(rb"HTTP/1\.[01] 400 ", data), data
+    assert b.total_bytes() == 0
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/").status == 200
+
+
+def client_hello(certs):
+    """The bytes of a real TLS ClientHello."""
+    ctx = client_context(certs)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return out.read()
+
+
+@pytest.mark.parametrize("what", ["nothing", "half-clienthello", "full-clienthello"])
+def test_stalled_handshake_closed_after_timeout(sni_proxy, certs, what):
+    """handshake_timeout is 1s: the connection must be closed after about
+    1s, not before 0.8s and not later than 3s."""
+    m, b = sni_proxy
+    hello = client_hello(certs)
+    data = {"nothing": b"", "half-clienthello": hello[:len(hello) // 2],
+            "full-clienthello": hello}[what]
+    s = socket.create_connection(("127.0.0.1", m.port()), timeout=T(5))
+    try:
+        start = time.monotonic()
+        s.sendall(data)
+        s.settimeout(T(4))
+        closed = False
+        try:
+            while True:
+                d = s.recv(65536)  # ServerHello etc. for a full hello
+                if not d:
+                    closed = True
+                    break
+        except ConnectionError:
+            closed = True
+        except socket.timeout:
+            pass
+        elapsed = time.monotonic() - start
+    finally:
+        s.close()
+    assert closed, "connection still open after %.1fs" % elapsed
+    assert 0.8 <= elapsed <= T(3), elapsed
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/").status == 200
+
+
+def test_tls_client_renegotiation_refused(sni_proxy, certs):
+    """openssl s_client's "R" command asks for a renegotiation on TLS 1.2:
+    moat must refuse (alert or close), never complete a second handshake."""
+    m, _ = sni_proxy
+    p = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % m.port(),
+                          "-servername", "localhost", "-tls1_2"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(T(0.5))
+        try:
+            p.stdin.write(b"R\n")
+            p.stdin.flush()
+            time.sleep(T(0.5))
+            p.stdin.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            p.stdin.flush()
+        except BrokenPipeError:
+            pass  # s_client gave up: the renegotiation failed
+        try:
+            out, _ = p.communicate(timeout=T(5))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate(timeout=T(5))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = out.decode("latin-1")
+    assert "RENEGOTIATING" in text, text
+    assert "HTTP/1.1 200" not in text, "renegotiation succeeded and the request was served:\n" \
+        + text
+
+
+def test_close_notify_sent_before_closing(sni_proxy, certs):
+    """moat ends TLS connections it closes with close_notify, so clients can
+    tell a complete close-delimited response from a truncated one."""
+    m, b = sni_proxy
+    for req in (b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                b"GET / HTTP/1.1\r\n\r\n"):  # a 400
+        ctx = client_context(certs)
+        raw = socket.create_connection(("127.0.0.1", m.port()), timeout=T(5))
+        with ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as s:
+            s.sendall(req)
+            data = b""
+            while True:
+                d = s.recv(65536)  # SSLEOFError if the close was not notified
+                if not d:
+                    break
+                data += d
+        assert data.startswith(b"HTTP/1.1 "), data
