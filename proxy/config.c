@@ -41,6 +41,28 @@ static const struct cfg_section cert_section =
     SECTION_OF(struct cfg_cert, "certificate", cert_fields, .has_pos = 1,
                .pos_off = offsetof(struct cfg_cert, pos));
 
+static const struct cfg_field session_cache_fields[] = {
+    FIELD(struct cfg_session_cache, "size", CFG_T_UINT, size, .def = "20480",
+          .max = 10000000),
+    FIELD(struct cfg_session_cache, "timeout", CFG_T_DURATION, timeout_ms, .def = "300s",
+          .min = 1000, .max = 86400000),
+};
+static const struct cfg_section session_cache_section =
+    SECTION_OF(struct cfg_session_cache, "session_cache", session_cache_fields);
+
+static const struct cfg_field session_tickets_fields[] = {
+    FIELD(struct cfg_session_tickets, "enabled", CFG_T_BOOL, enabled, .def = "true"),
+    FIELD(struct cfg_session_tickets, "key_file", CFG_T_PATH, key_file,
+          .flags = CFG_F_NULLABLE | CFG_F_POS,
+          .pos_off = offsetof(struct cfg_session_tickets, key_file_pos)),
+    /* TLS 1.3 caps a ticket's lifetime at 7 days; a ticket lives one to two
+     * periods. */
+    FIELD(struct cfg_session_tickets, "rotate", CFG_T_DURATION, rotate_ms, .def = "12h",
+          .min = 1000, .max = 3 * 86400000ull),
+};
+static const struct cfg_section session_tickets_section =
+    SECTION_OF(struct cfg_session_tickets, "session_tickets", session_tickets_fields);
+
 static const struct cfg_field tls_fields[] = {
     FIELD(struct cfg_tls, "certificates", CFG_T_SECTION_SEQ, certs, .section = &cert_section,
           .count_off = offsetof(struct cfg_tls, ncerts)),
@@ -52,8 +74,10 @@ static const struct cfg_field tls_fields[] = {
           .flags = CFG_F_NULLABLE, .count_off = offsetof(struct cfg_tls, nalpn)),
     FIELD(struct cfg_tls, "handshake_timeout", CFG_T_DURATION, handshake_timeout_ms,
           .def = "10s", .min = 1, .max = 3600000),
-    UNSUPPORTED("session_cache"),
-    UNSUPPORTED("session_tickets"),
+    FIELD(struct cfg_tls, "session_cache", CFG_T_SECTION, session_cache,
+          .section = &session_cache_section),
+    FIELD(struct cfg_tls, "session_tickets", CFG_T_SECTION, session_tickets,
+          .section = &session_tickets_section),
     UNSUPPORTED("client_auth"),
 };
 static const struct cfg_section tls_section =
@@ -233,6 +257,8 @@ static void check_tls(struct cfg_loader *ld, struct cfg *c, struct cfg_listener 
     struct cfg_tls *t = &l->tls;
     if (t->ncerts == 0 && !c->embedded_default)
         cfg_error(ld, t->pos, "listener \"%s\": tls needs at least one certificate", l->name);
+    if (t->ncerts > 255)
+        cfg_error(ld, t->pos, "listener \"%s\": at most 255 certificates", l->name);
     for (size_t i = 0; i < t->nalpn; i++)
         if (strcmp(t->alpn[i], "http/1.1") != 0)
             cfg_error(ld, t->pos, "listener \"%s\": alpn \"%s\" is not supported (moat speaks http/1.1)",

@@ -25,6 +25,18 @@ struct cfg_cert {
     struct cfg_pos pos;
 };
 
+struct cfg_session_cache {
+    uint64_t size;          /* entries; 0: no session-ID cache */
+    uint64_t timeout_ms;
+};
+
+struct cfg_session_tickets {
+    int enabled;
+    char *key_file;         /* NULL: random keys in memory */
+    uint64_t rotate_ms;
+    struct cfg_pos key_file_pos;
+};
+
 struct cfg_tls {
     struct cfg_cert *certs; /* the first is the default */
     size_t ncerts;
@@ -33,6 +45,8 @@ struct cfg_tls {
     char **alpn;
     size_t nalpn;
     uint64_t handshake_timeout_ms;
+    struct cfg_session_cache session_cache;
+    struct cfg_session_tickets session_tickets;
     struct cfg_pos pos;
     struct cfg_pos ciphers_pos;
 };

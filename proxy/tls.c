@@ -7,12 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include "log.h"
+#include "sesscache.h"
+#include "tickets.h"
 
 /* AEAD suites with forward secrecy only, strongest-first within each
  * version; the server's order wins (wolfSSL's default). */
@@ -32,11 +35,14 @@ struct tls_ctx_set {
     struct tls_cert_ctx *certs;
     size_t ncerts;
     int alpn;           /* offer http/1.1 */
+    struct tls_resumption res;
 };
 
 /* Ownership: allocated by tls_session_new, freed by tls_session_free. */
 struct tls_session {
     WOLFSSL *ssl;
+    struct tls_ctx_set *set;
+    uint8_t cert_index;     /* which certificate SNI picked */
     struct sink *out;
     const uint8_t *in;  /* ciphertext not yet consumed; borrowed */
     size_t in_len;
@@ -125,6 +131,125 @@ static int load_pair(WOLFSSL_CTX *ctx, const struct cert_pair *p, char *err, siz
     return 0;
 }
 
+#define SESSION_ID_OFFSET 9
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* wolfSSL hands over a new session: keep TLS 1.2 ones by session ID (TLS
+ * 1.3 resumes through tickets only).  Returns 0: wolfSSL keeps ownership. */
+static int on_session_new(WOLFSSL *ssl, WOLFSSL_SESSION *sess)
+{
+    struct tls_session *s = wolfSSL_GetIOReadCtx(ssl);
+    struct sesscache *cache = s->set->res.cache;
+    if (cache == NULL || wolfSSL_GetVersion(ssl) == WOLFSSL_TLSV1_3)
+        return 0;
+    int len = wolfSSL_i2d_SSL_SESSION(sess, NULL);
+    unsigned char buf[SESSCACHE_MAX_SESSION], *p = buf;
+    if (len <= SESSION_ID_OFFSET || len > SESSCACHE_MAX_SESSION ||
+        wolfSSL_i2d_SSL_SESSION(sess, &p) != len)
+        return 0;
+    /* This wolfSSL build has no accessor for a session's ID (it needs
+     * OPENSSL_EXTRA or SESSION_CERTS); the serialised form begins side (1),
+     * bornOn (4), timeout (4), ID length (1), ID. */
+    size_t idlen = buf[SESSION_ID_OFFSET];
+    uint8_t key[SESSCACHE_MAX_ID];
+    if (idlen == 0 || idlen >= sizeof(key) || SESSION_ID_OFFSET + 1 + idlen > (size_t)len) {
+        memset(buf, 0, (size_t)len);
+        return 0;
+    }
+    /* Keyed by certificate too: a session resumes only where it began. */
+    key[0] = s->cert_index;
+    memcpy(key + 1, buf + SESSION_ID_OFFSET + 1, idlen);
+    sesscache_put(cache, key, idlen + 1, buf, (size_t)len, monotonic_ms());
+    memset(buf, 0, (size_t)len);
+    return 0;
+}
+
+/* A client offers a session ID.  *copy = 0: wolfSSL frees what we return. */
+static WOLFSSL_SESSION *on_session_get(WOLFSSL *ssl, const unsigned char *id, int idlen,
+                                       int *copy)
+{
+    struct tls_session *s = wolfSSL_GetIOReadCtx(ssl);
+    struct sesscache *cache = s->set->res.cache;
+    unsigned char buf[SESSCACHE_MAX_SESSION];
+    uint8_t key[SESSCACHE_MAX_ID];
+    *copy = 0;
+    if (cache == NULL || idlen <= 0 || (size_t)idlen >= sizeof(key))
+        return NULL;
+    key[0] = s->cert_index;
+    memcpy(key + 1, id, (size_t)idlen);
+    size_t n = sesscache_get(cache, key, (size_t)idlen + 1, buf, sizeof(buf), monotonic_ms());
+    if (n == 0)
+        return NULL;
+    const unsigned char *p = buf;
+    WOLFSSL_SESSION *sess = wolfSSL_d2i_SSL_SESSION(NULL, &p, (long)n);
+    memset(buf, 0, n);
+    return sess;
+}
+
+/* Session tickets under moat's key ring.  A ticket that cannot be opened
+ * means a full handshake, never a failed one. */
+static int on_ticket(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
+                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *ticket,
+                     int len, int *outlen, void *ctx)
+{
+    struct ticket_keys *keys = ctx;
+    (void)ssl;
+    *outlen = len;
+    if (len <= 0)
+        return WOLFSSL_TICKET_RET_REJECT;
+    if (enc)
+        return ticket_seal(keys, name, iv, ticket, (size_t)len, mac, time(NULL)) == TICKET_OK
+                   ? WOLFSSL_TICKET_RET_OK
+                   : WOLFSSL_TICKET_RET_FATAL;
+    switch (ticket_open(keys, name, iv, ticket, (size_t)len, mac, time(NULL))) {
+    case TICKET_OK: return WOLFSSL_TICKET_RET_OK;
+    case TICKET_OK_RENEW: return WOLFSSL_TICKET_RET_CREATE;
+    default: return WOLFSSL_TICKET_RET_REJECT;
+    }
+}
+
+static int setup_resumption(WOLFSSL_CTX *ctx, const struct tls_resumption *res, char *err,
+                            size_t errlen)
+{
+    uint64_t timeout = res->cache_timeout_s;
+    if (res->tickets != NULL && res->ticket_lifetime_s > timeout)
+        timeout = res->ticket_lifetime_s;
+    if (timeout == 0)
+        timeout = 1;
+    /* wolfSSL's own cache is a few dozen sessions shared by the whole
+     * process: moat keeps its own. */
+    long mode = WOLFSSL_SESS_CACHE_NO_INTERNAL;
+    wolfSSL_CTX_set_session_cache_mode(ctx, res->cache ? mode | WOLFSSL_SESS_CACHE_SERVER
+                                                       : WOLFSSL_SESS_CACHE_OFF);
+    if (res->cache != NULL) {
+        /* No remove callback: without HAVE_EX_DATA, wolfSSL 5.5.4 calls it
+         * whenever it frees any session object, which would drop entries
+         * just stored.  Entries leave by LRU and timeout. */
+        wolfSSL_CTX_sess_set_new_cb(ctx, on_session_new);
+        wolfSSL_CTX_sess_set_get_cb(ctx, on_session_get);
+    }
+    wolfSSL_CTX_set_timeout(ctx, (unsigned int)timeout);
+    if (res->tickets == NULL) {
+        wolfSSL_CTX_NoTicketTLSv12(ctx);
+        wolfSSL_CTX_no_ticket_TLSv13(ctx);
+        return 0;
+    }
+    if (wolfSSL_CTX_set_TicketEncCb(ctx, on_ticket) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_TicketEncCtx(ctx, res->tickets) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_TicketHint(ctx, (int)res->ticket_lifetime_s) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "cannot set up session tickets");
+        return -1;
+    }
+    return 0;
+}
+
 static WOLFSSL_CTX *new_ctx(const struct cfg_tls *cfg, char *err, size_t errlen)
 {
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
@@ -152,7 +277,8 @@ fail:
 }
 
 int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
-                    const struct cert_pair *pairs, size_t npairs, char *err, size_t errlen)
+                    const struct cert_pair *pairs, size_t npairs,
+                    const struct tls_resumption *res, char *err, size_t errlen)
 {
     struct tls_ctx_set *set = calloc(1, sizeof(*set));
     if (set == NULL || npairs == 0) {
@@ -168,10 +294,13 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
     }
     set->ncerts = npairs;
     set->alpn = cfg->nalpn > 0;
+    if (res != NULL)
+        set->res = *res;
     for (size_t i = 0; i < npairs; i++) {
         struct tls_cert_ctx *c = &set->certs[i];
         c->ctx = new_ctx(cfg, err, errlen);
-        if (c->ctx == NULL || load_pair(c->ctx, &pairs[i], err, errlen) != 0)
+        if (c->ctx == NULL || load_pair(c->ctx, &pairs[i], err, errlen) != 0 ||
+            setup_resumption(c->ctx, &set->res, err, errlen) != 0)
             goto fail;
         c->names = calloc(pairs[i].nnames ? pairs[i].nnames : 1, sizeof(char *));
         if (c->names == NULL)
@@ -238,11 +367,11 @@ enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni)
     return TLS_SNIFF_TLS;
 }
 
-static WOLFSSL_CTX *pick_ctx(struct tls_ctx_set *set, const char *sni)
+static size_t pick_cert(struct tls_ctx_set *set, const char *sni)
 {
     struct span host = {sni, strlen(sni)};
     if (host.len == 0)
-        return set->certs[0].ctx;
+        return 0;
     /* Exact names first, then wildcards, then the default. */
     for (int wildcard = 0; wildcard <= 1; wildcard++) {
         for (size_t i = 0; i < set->ncerts; i++) {
@@ -250,11 +379,11 @@ static WOLFSSL_CTX *pick_ctx(struct tls_ctx_set *set, const char *sni)
             for (size_t k = 0; k < c->nnames; k++) {
                 int is_wild = c->names[k][0] == '*';
                 if (is_wild == wildcard && cert_name_matches(c->names[k], host))
-                    return c->ctx;
+                    return i;
             }
         }
     }
-    return set->certs[0].ctx;
+    return 0;
 }
 
 struct tls_session *tls_session_new(struct tls_ctx_set *set, const char *sni, struct sink *out)
@@ -262,12 +391,15 @@ struct tls_session *tls_session_new(struct tls_ctx_set *set, const char *sni, st
     struct tls_session *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
-    s->ssl = wolfSSL_new(pick_ctx(set, sni));
+    size_t cert = pick_cert(set, sni);
+    s->cert_index = (uint8_t)cert;
+    s->ssl = wolfSSL_new(set->certs[cert].ctx);
     if (s->ssl == NULL) {
         free(s);
         return NULL;
     }
     s->out = out;
+    s->set = set;
     wolfSSL_SetIOReadCtx(s->ssl, s);
     wolfSSL_SetIOWriteCtx(s->ssl, s);
     if (set->alpn) {

@@ -20,6 +20,16 @@
 
 struct tls_ctx_set;
 struct tls_session;
+struct sesscache;
+struct ticket_keys;
+
+/* How a listener's sessions resume.  Borrowed: must outlive the set. */
+struct tls_resumption {
+    struct sesscache *cache;        /* TLS 1.2 session IDs; NULL: none */
+    uint64_t cache_timeout_s;
+    struct ticket_keys *tickets;    /* this worker's ticket keys; NULL: no tickets */
+    uint64_t ticket_lifetime_s;
+};
 
 enum {
     TLS_OK = 0,
@@ -40,7 +50,8 @@ const char *tls_library_build(void);
  * message naming the certificate file.
  */
 int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
-                    const struct cert_pair *pairs, size_t npairs, char *err, size_t errlen);
+                    const struct cert_pair *pairs, size_t npairs,
+                    const struct tls_resumption *res, char *err, size_t errlen);
 void tls_ctx_set_free(struct tls_ctx_set **set);
 
 enum tls_sniff {

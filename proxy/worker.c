@@ -13,6 +13,8 @@
 #include "exchange.h"
 #include "listener.h"
 #include "log.h"
+#include "sesscache.h"
+#include "tickets.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -131,7 +133,8 @@ int worker_init(struct worker *w, unsigned id, const struct runtime *rt, char *e
 
     w->upstreams = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*w->upstreams));
     w->listeners = calloc(cfg->nlisteners, sizeof(*w->listeners));
-    if (w->upstreams == NULL || w->listeners == NULL) {
+    w->tickets = calloc(cfg->nlisteners, sizeof(*w->tickets));
+    if (w->upstreams == NULL || w->listeners == NULL || w->tickets == NULL) {
         snprintf(err, errlen, "worker %u: out of memory", id);
         return -1;
     }
@@ -143,7 +146,19 @@ int worker_init(struct worker *w, unsigned id, const struct runtime *rt, char *e
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *lc = &cfg->listeners[i];
         struct tls_ctx_set *tls = NULL;
-        if (tls_ctx_set_new(&tls, &lc->tls, rt->certs[i], rt->ncerts[i], err, errlen) != 0)
+        struct tls_resumption res = {
+            .cache = rt->caches[i],
+            .cache_timeout_s = lc->tls.session_cache.timeout_ms / 1000,
+            .ticket_lifetime_s = lc->tls.session_tickets.rotate_ms / 1000,
+        };
+        if (rt->seeds[i] != NULL) {
+            w->tickets[i] = res.tickets = ticket_keys_new(rt->seeds[i]);
+            if (res.tickets == NULL) {
+                snprintf(err, errlen, "worker %u: cannot set up ticket keys", id);
+                return -1;
+            }
+        }
+        if (tls_ctx_set_new(&tls, &lc->tls, rt->certs[i], rt->ncerts[i], &res, err, errlen) != 0)
             return -1;
         int rc = listener_start(&w->listeners[i], w, lc, tls, rt->listen_fds[i][id], rt->ports[i]);
         w->nlisteners++;
@@ -181,6 +196,9 @@ void worker_destroy(struct worker *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++)
         tls_ctx_set_free(&w->listeners[i].tls);
+    for (size_t i = 0; w->tickets != NULL && i < w->cfg->nlisteners; i++)
+        ticket_keys_free(&w->tickets[i]);
+    free(w->tickets);
     /* Closing handles of a worker that never ran (start-up failure). */
     uv_walk(&w->loop, close_walked, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);

@@ -20,6 +20,9 @@ struct conn;
 struct listener;
 struct upstream_pool;
 struct tls_ctx_set;
+struct sesscache;
+struct ticket_seed;
+struct ticket_keys;
 
 /* Set up by main before the workers start; read-only afterwards. */
 struct runtime {
@@ -28,6 +31,8 @@ struct runtime {
     size_t *ncerts;
     int **listen_fds;           /* [listener][worker] bound, not yet listening */
     unsigned *ports;            /* bound port per listener */
+    struct sesscache **caches;  /* per listener, NULL when disabled */
+    struct ticket_seed **seeds; /* per listener, NULL when tickets are off */
 };
 
 /* Per-worker counters: written by the worker's thread only. */
@@ -55,6 +60,7 @@ struct worker {
 
     struct listener *listeners;
     size_t nlisteners;
+    struct ticket_keys **tickets;       /* per listener: this worker's keys */
     struct upstream_pool *upstreams;    /* one per cfg upstream */
 
     struct buf_pool chunks;             /* output queues */

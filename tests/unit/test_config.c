@@ -752,16 +752,61 @@ static void test_errors_multiple(void)
     }
 }
 
+/* Session resumption settings (issue 3): values, defaults and bounds. */
+static void test_resumption(void)
+{
+    struct cfg *c = load(BASE_LISTENERS
+                         "      session_cache:\n"
+                         "        size: 100\n"
+                         "        timeout: 2m\n"
+                         "      session_tickets:\n"
+                         "        enabled: false\n"
+                         "        key_file: keys/ticket.key\n"
+                         "        rotate: 1h\n" BASE_ROUTES BASE_UPSTREAMS);
+    if (c != NULL) {
+        const struct cfg_tls *t = &c->listeners[0].tls;
+        CHECK_INT(t->session_cache.size, 100);
+        CHECK_INT(t->session_cache.timeout_ms, 120000);
+        CHECK_INT(t->session_tickets.enabled, 0);
+        CHECK_CONTAINS(t->session_tickets.key_file, "keys/ticket.key");
+        CHECK_INT(t->session_tickets.rotate_ms, 3600000);
+        CHECK_INT(t->session_tickets.key_file_pos.line, 13);
+        cfg_free(&c);
+    }
+    c = load(BASE);
+    if (c != NULL) {
+        const struct cfg_tls *t = &c->listeners[0].tls;
+        CHECK_INT(t->session_cache.size, 20480);
+        CHECK_INT(t->session_cache.timeout_ms, 300000);
+        CHECK_INT(t->session_tickets.enabled, 1);
+        CHECK(t->session_tickets.key_file == NULL);
+        CHECK_INT(t->session_tickets.rotate_ms, 12 * 3600000);
+        cfg_free(&c);
+    }
+    /* size 0 disables the cache; key_file null means random keys. */
+    c = load(BASE_LISTENERS "      session_cache: {size: 0}\n"
+                            "      session_tickets: {key_file: null}\n" BASE_ROUTES BASE_UPSTREAMS);
+    if (c != NULL) {
+        CHECK_INT(c->listeners[0].tls.session_cache.size, 0);
+        CHECK(c->listeners[0].tls.session_tickets.key_file == NULL);
+        cfg_free(&c);
+    }
+    expect_error(BASE_LISTENERS "      session_cache:\n        timeout: 10ms\n" BASE_ROUTES
+                     BASE_UPSTREAMS,
+                 "t.yaml:9:18: \"timeout\": 10ms is out of range");
+    expect_error(BASE_LISTENERS "      session_tickets:\n        rotate: 30d\n" BASE_ROUTES
+                     BASE_UPSTREAMS,
+                 "t.yaml:9:17: \"rotate\": 30d is out of range");
+    expect_error(BASE_LISTENERS "      session_tickets:\n        enabled: yes\n" BASE_ROUTES
+                     BASE_UPSTREAMS,
+                 "t.yaml:9:18: \"enabled\": expected true or false, got \"yes\"");
+    expect_error(BASE_LISTENERS "      session_cache:\n        entries: 5\n" BASE_ROUTES
+                     BASE_UPSTREAMS,
+                 "t.yaml:9:9: unknown key \"entries\" in session_cache");
+}
+
 static void test_unsupported(void)
 {
-    expect_error(BASE_LISTENERS
-                 "      session_cache:\n"
-                 "        size: 100\n" BASE_ROUTES BASE_UPSTREAMS,
-                 "t.yaml:8:7: \"session_cache\" is not supported yet");
-    expect_error(BASE_LISTENERS
-                 "      session_tickets:\n"
-                 "        enabled: true\n" BASE_ROUTES BASE_UPSTREAMS,
-                 "t.yaml:8:7: \"session_tickets\" is not supported yet");
     expect_error(BASE_LISTENERS
                  "      client_auth:\n"
                  "        ca: ca.pem\n" BASE_ROUTES BASE_UPSTREAMS,
@@ -1022,6 +1067,7 @@ int main(void)
     test_error_item_positions();
     test_errors_yaml();
     test_errors_multiple();
+    test_resumption();
     test_unsupported();
     test_nulls();
     test_trusted_proxies();

@@ -1,0 +1,72 @@
+/*
+ * tickets: session-ticket keys.  A listener has one secret seed (from
+ * session_tickets.key_file, or random); the key of each rotation period is
+ * derived from the seed and the period number with HKDF-SHA256, so replicas
+ * sharing the file agree on every key without talking to each other.  A
+ * ticket is sealed with AES-256-GCM under the current period's key and
+ * opened under the previous, current or next one (clock skew).
+ *
+ * A struct ticket_seed is immutable and shared; each worker has its own
+ * struct ticket_keys (derived keys, random generator, counters), so sealing
+ * and opening take no lock.  Knows nothing of wolfSSL's TLS objects.
+ *
+ * Key file format: the raw bytes of the file are the seed; at least 32,
+ * at most 4096, and the file must not be readable by group or others.
+ * Generate one with: head -c 64 /dev/urandom > ticket.key; chmod 600 ticket.key
+ */
+#ifndef MOAT_TICKETS_H
+#define MOAT_TICKETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define TICKET_NAME_LEN 16
+#define TICKET_IV_LEN 16
+#define TICKET_MAC_LEN 32
+#define TICKET_MIN_SEED 32
+#define TICKET_MAX_SEED 4096
+
+struct ticket_seed;
+struct ticket_keys;
+
+/*
+ * path NULL: a random seed.  rotate_s: seconds per period (>= 1).  context
+ * (the listener's name) goes into every derived key, so that one key file
+ * shared by two listeners never lets a ticket from one resume on the other.
+ */
+int ticket_seed_load(struct ticket_seed **out, const char *path, uint64_t rotate_s,
+                     const char *context, char *err, size_t errlen);
+void ticket_seed_free(struct ticket_seed **seed);
+
+struct ticket_keys *ticket_keys_new(const struct ticket_seed *seed);
+void ticket_keys_free(struct ticket_keys **keys);
+
+enum ticket_result {
+    TICKET_OK = 0,
+    TICKET_OK_RENEW,        /* opened with last period's key: issue a new one */
+    TICKET_UNKNOWN_KEY,     /* retired or foreign key: full handshake */
+    TICKET_BAD,             /* forged or damaged */
+    TICKET_ERROR,
+};
+
+/* Encrypts data[0..len) in place under the current key; fills name, iv and
+ * mac.  Returns TICKET_OK or TICKET_ERROR. */
+enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t name[TICKET_NAME_LEN],
+                               uint8_t iv[TICKET_IV_LEN], uint8_t *data, size_t len,
+                               uint8_t mac[TICKET_MAC_LEN], time_t now);
+/* Decrypts and authenticates data[0..len) in place. */
+enum ticket_result ticket_open(struct ticket_keys *k, const uint8_t name[TICKET_NAME_LEN],
+                               const uint8_t iv[TICKET_IV_LEN], uint8_t *data, size_t len,
+                               const uint8_t mac[TICKET_MAC_LEN], time_t now);
+
+struct ticket_stats {
+    uint64_t issued;
+    uint64_t accepted;
+    uint64_t rejected;      /* unknown key or bad ticket: full handshake */
+};
+
+void ticket_keys_stats(const struct ticket_keys *k, struct ticket_stats *out);
+uint64_t ticket_seed_rotate(const struct ticket_seed *seed);
+
+#endif
