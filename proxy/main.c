@@ -324,6 +324,11 @@ static void log_resumption_summary(const struct app *a)
     }
     log_info("handshakes: %llu full, %llu resumed, %llu failed", (unsigned long long)full,
              (unsigned long long)resumed, (unsigned long long)errors);
+    for (unsigned i = 0; i < a->started; i++)
+        log_info("worker %u: %llu connections, %llu handshakes, %llu resumed", i,
+                 (unsigned long long)a->workers[i].stats.connections_total,
+                 (unsigned long long)a->workers[i].stats.handshakes,
+                 (unsigned long long)a->workers[i].stats.handshakes_resumed);
     for (size_t l = 0; l < a->cfg->nlisteners; l++) {
         const char *name = a->cfg->listeners[l].name;
         if (a->rt.caches[l] != NULL) {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SHARDS 16
+#define MAX_SHARDS 16
 
 /* Ownership: malloc'd by put, freed by eviction, expiry, remove or free. */
 struct entry {
@@ -35,7 +35,8 @@ struct shard {
 
 struct sesscache {
     uint64_t timeout_ms;
-    struct shard shards[SHARDS];
+    unsigned nshards;       /* fewer than MAX_SHARDS for tiny caches */
+    struct shard shards[MAX_SHARDS];
 };
 
 /* FNV-1a: session IDs are random already; this only spreads them. */
@@ -105,7 +106,13 @@ static void drop(struct shard *s, struct entry *e)
 
 static struct shard *shard_of(struct sesscache *c, uint32_t h)
 {
-    return &c->shards[(h >> 24) % SHARDS];
+    return &c->shards[(h >> 24) % c->nshards];
+}
+
+/* Shard i's share of capacity: the shares add up to capacity exactly. */
+static size_t share(const struct sesscache *c, uint64_t capacity, unsigned i)
+{
+    return (size_t)(capacity / c->nshards + (i < capacity % c->nshards ? 1 : 0));
 }
 
 struct sesscache *sesscache_new(uint64_t capacity, uint64_t timeout_ms)
@@ -114,11 +121,11 @@ struct sesscache *sesscache_new(uint64_t capacity, uint64_t timeout_ms)
     if (c == NULL)
         return NULL;
     c->timeout_ms = timeout_ms;
-    size_t per_shard = (size_t)((capacity + SHARDS - 1) / SHARDS);
-    for (int i = 0; i < SHARDS; i++) {
+    c->nshards = capacity < MAX_SHARDS ? (unsigned)(capacity ? capacity : 1) : MAX_SHARDS;
+    for (unsigned i = 0; i < c->nshards; i++) {
         struct shard *s = &c->shards[i];
         pthread_mutex_init(&s->lock, NULL);
-        s->capacity = per_shard ? per_shard : 1;
+        s->capacity = share(c, capacity, i);
         s->nbuckets = pow2_at_least(s->capacity);
         s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
         if (s->buckets == NULL) {
@@ -134,7 +141,7 @@ void sesscache_free(struct sesscache **cp)
     struct sesscache *c = *cp;
     if (c == NULL)
         return;
-    for (int i = 0; i < SHARDS; i++) {
+    for (unsigned i = 0; i < c->nshards; i++) {
         struct shard *s = &c->shards[i];
         while (s->head != NULL)
             drop(s, s->head);
@@ -147,11 +154,12 @@ void sesscache_free(struct sesscache **cp)
 
 void sesscache_configure(struct sesscache *c, uint64_t capacity, uint64_t timeout_ms)
 {
-    size_t per_shard = (size_t)((capacity + SHARDS - 1) / SHARDS);
-    for (int i = 0; i < SHARDS; i++) {
+    /* The shard count stays: entries already hashed to shards keep their
+     * place.  A shard whose share becomes 0 holds nothing. */
+    for (unsigned i = 0; i < c->nshards; i++) {
         struct shard *s = &c->shards[i];
         pthread_mutex_lock(&s->lock);
-        s->capacity = per_shard ? per_shard : 1;
+        s->capacity = share(c, capacity, i);
         while (s->count > s->capacity) {
             drop(s, s->tail);
             s->stats.evictions++;
@@ -183,6 +191,12 @@ int sesscache_put(struct sesscache *c, const uint8_t *id, size_t idlen, const ui
     struct entry **link = find_link(s, h, id, idlen);
     if (*link != NULL)
         drop(s, *link);
+    if (s->capacity == 0) {
+        pthread_mutex_unlock(&s->lock);
+        memset(e, 0, sizeof(*e) + len);
+        free(e);
+        return -1;
+    }
     while (s->count >= s->capacity && s->tail != NULL) {
         s->stats.evictions++;
         drop(s, s->tail);
@@ -240,7 +254,7 @@ void sesscache_remove(struct sesscache *c, const uint8_t *id, size_t idlen)
 void sesscache_stats(struct sesscache *c, struct sesscache_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    for (int i = 0; i < SHARDS; i++) {
+    for (unsigned i = 0; i < c->nshards; i++) {
         struct shard *s = &c->shards[i];
         pthread_mutex_lock(&s->lock);
         out->hits += s->stats.hits;
