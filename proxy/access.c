@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "conn.h"
+#include "gen.h"
 #include "http1.h"
 #include "listener.h"
 #include "strutil.h"
@@ -70,7 +71,8 @@ static void format_json(struct line *l, const struct access_entry *e, const char
     const struct http1_msg *r = e->req;
     printf_(l, "{\"time\":\"%s\"", when);
     json_str(l, "remote", c->peer_ip, strlen(c->peer_ip));
-    json_str(l, "listener", c->l->cfg->name, strlen(c->l->cfg->name));
+    const char *listener = c->gen->cfg->listeners[c->lidx].name;
+    json_str(l, "listener", listener, strlen(listener));
     if (r != NULL) {
         json_str(l, "method", r->method.p, r->method.len);
         json_str(l, "uri", r->target.p, r->target.len);

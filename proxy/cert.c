@@ -131,6 +131,80 @@ static int inspect_leaf(struct cert_pair *pair, char *err, size_t errlen)
     return 0;
 }
 
+/* Subject and issuer name hashes of one DER certificate. */
+static int name_hashes(const unsigned char *der, int len, byte subject[KEYID_SIZE],
+                       byte issuer[KEYID_SIZE])
+{
+    struct DecodedCert dc;
+    wc_InitDecodedCert(&dc, der, (word32)len, NULL);
+    int rc = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL);
+    if (rc == 0) {
+        memcpy(subject, dc.subjectHash, KEYID_SIZE);
+        memcpy(issuer, dc.issuerHash, KEYID_SIZE);
+    }
+    wc_FreeDecodedCert(&dc);
+    return rc;
+}
+
+/* Leaf first, then each certificate the issuer of the one before it: what
+ * clients expect, and what a concatenation in the wrong order breaks. */
+static int check_chain_order(const struct cert_pair *pair, char *err, size_t errlen)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    const char *p = (const char *)pair->chain;
+    byte prev_issuer[KEYID_SIZE], subject[KEYID_SIZE], issuer[KEYID_SIZE];
+    unsigned char *der = malloc(pair->chain_len);
+    int index = 0, rc = 0;
+    if (der == NULL) {
+        snprintf(err, errlen, "%s: out of memory", pair->source);
+        return -1;
+    }
+    while ((p = strstr(p, begin)) != NULL) {
+        size_t left = pair->chain_len - (size_t)(p - (const char *)pair->chain);
+        int len = wc_CertPemToDer((const unsigned char *)p, (int)left, der,
+                                  (int)pair->chain_len, CERT_TYPE);
+        if (len <= 0 || name_hashes(der, len, subject, issuer) != 0) {
+            snprintf(err, errlen, "%s: certificate %d of the chain does not parse", pair->source,
+                     index + 1);
+            rc = -1;
+            break;
+        }
+        if (index > 0 && memcmp(prev_issuer, subject, KEYID_SIZE) != 0) {
+            snprintf(err, errlen,
+                     "%s: chain out of order: certificate %d did not issue certificate %d "
+                     "(the leaf comes first, then its issuer, and so on)",
+                     pair->source, index + 1, index);
+            rc = -1;
+            break;
+        }
+        memcpy(prev_issuer, issuer, KEYID_SIZE);
+        index++;
+        p += sizeof(begin) - 1;
+    }
+    free(der);
+    return rc;
+}
+
+int cert_pair_check(const struct cert_pair *pair, time_t now, char *err, size_t errlen)
+{
+    if (pair->nnames == 0) {
+        snprintf(err, errlen, "%s: the certificate has no DNS name (subjectAltName or CN)",
+                 pair->source);
+        return -1;
+    }
+    if (pair->not_after != 0 && pair->not_after < now) {
+        snprintf(err, errlen, "%s: the certificate expired %lld day(s) ago", pair->source,
+                 (long long)((now - pair->not_after) / 86400));
+        return -1;
+    }
+    if (pair->not_before != 0 && pair->not_before > now + 300) {
+        snprintf(err, errlen, "%s: the certificate is not valid before %lld (in %lld s)",
+                 pair->source, (long long)pair->not_before, (long long)(pair->not_before - now));
+        return -1;
+    }
+    return 0;
+}
+
 int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *key_path,
                    char *err, size_t errlen)
 {
@@ -155,7 +229,7 @@ int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *ke
     }
     pair->chain_enc = CERT_PEM;
     pair->key_enc = CERT_PEM;
-    if (inspect_leaf(pair, err, errlen) != 0)
+    if (inspect_leaf(pair, err, errlen) != 0 || check_chain_order(pair, err, errlen) != 0)
         goto fail;
     return 0;
 fail:

@@ -44,6 +44,14 @@ int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *ke
 int cert_pair_generate(struct cert_pair *pair, const char *host, char *err, size_t errlen);
 void cert_pair_free(struct cert_pair *pair);
 
+/*
+ * What must hold before a pair is served: the leaf is valid now (not
+ * expired, not before its start), it carries at least one DNS name.
+ * Returns 0, or -1 with the reason.  The chain's order is checked when it
+ * is loaded.
+ */
+int cert_pair_check(const struct cert_pair *pair, time_t now, char *err, size_t errlen);
+
 /* 1 if host (lower-case) matches name: exact, or "*.suffix" over one label. */
 int cert_name_matches(const char *name, struct span host);
 

@@ -12,8 +12,10 @@
 #include <string.h>
 
 #include "exchange.h"
+#include "gen.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "strutil.h"
 #include "tls.h"
 #include "worker.h"
@@ -121,7 +123,7 @@ static void on_conn_handle_close(uv_handle_t *h)
     free(c->spill);
     if (c->in != NULL) {
         struct buf_chunk *chunk = container_of(c->in, struct buf_chunk, data);
-        buf_chunk_put(&w->inbufs, &chunk);
+        buf_chunk_put(&c->gen->inbufs, &chunk);
     }
     outq_discard(&c->out);
     if (c->prev)
@@ -130,6 +132,7 @@ static void on_conn_handle_close(uv_handle_t *h)
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    gen_unref(&c->gen);
     free(c);
     worker_conn_closed(w);
 }
@@ -228,7 +231,7 @@ static int ensure_input_buffer(struct conn *c)
 {
     if (c->in != NULL)
         return 0;
-    struct buf_chunk *chunk = buf_chunk_get(&c->w->inbufs);
+    struct buf_chunk *chunk = buf_chunk_get(&c->gen->inbufs);
     if (chunk == NULL)
         return UV_ENOMEM;
     c->in = chunk->data;
@@ -242,7 +245,7 @@ static void release_input_buffer(struct conn *c)
     if (c->in == NULL || c->in_len != 0)
         return;
     struct buf_chunk *chunk = container_of(c->in, struct buf_chunk, data);
-    buf_chunk_put(&c->w->inbufs, &chunk);
+    buf_chunk_put(&c->gen->inbufs, &chunk);
     c->in = NULL;
     c->in_cap = 0;
 }
@@ -266,15 +269,13 @@ static void on_client_gone(struct conn *c, int err)
 
 static void on_handshake_done(struct conn *c)
 {
-    struct worker *w = c->w;
-    int resumed = tls_session_resumed(c->tls);
-    w->stats.handshakes++;
-    if (resumed)
-        w->stats.handshakes_resumed++;
+    struct listener_stats *ls = c->gen->lstats[c->lidx];
+    int resumed = tls_session_resumed(c->tls) ? 1 : 0;
+    STAT_INC(ls->handshakes[tls_session_is_tls13(c->tls)][resumed]);
     log_debug("connection from %s: %s %s%s", c->peer_ip, tls_session_version(c->tls),
               tls_session_cipher(c->tls), resumed ? " (resumed)" : "");
     conn_set_state(c, CONN_ACTIVE);
-    conn_set_timeout(c, w->cfg->timeouts.client_idle_ms);
+    conn_set_timeout(c, c->gen->cfg->timeouts.client_idle_ms);
 }
 
 /* Pulls plaintext out of TLS as far as the exchange can take it. */
@@ -288,7 +289,7 @@ static void conn_process_loop(struct conn *c)
                 return;
             if (rc != TLS_OK) {
                 char why[128];
-                w->stats.handshake_errors++;
+                STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
                 log_debug("connection from %s: handshake failed: %s", c->peer_ip,
                           tls_session_error(c->tls, why, sizeof(why)));
                 /* wolfSSL queued an alert: send it, then close. */
@@ -441,13 +442,13 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
         answer_plain_http(c);
         return;
     case TLS_SNIFF_GARBAGE:
-        c->w->stats.handshake_errors++;
+        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
         conn_abort(c);
         return;
     case TLS_SNIFF_TLS:
         break;
     }
-    c->tls = tls_session_new(c->l->tls, sni, &c->cipher_sink.sink);
+    c->tls = tls_session_new(c->gen->tls[c->lidx], sni, &c->cipher_sink.sink);
     if (c->tls == NULL) {
         conn_abort(c);
         return;
@@ -523,7 +524,7 @@ void conn_unblock_input(struct conn *c)
 void conn_enter_tunnel(struct conn *c)
 {
     conn_set_state(c, CONN_TUNNEL);
-    conn_set_timeout(c, c->w->cfg->timeouts.client_idle_ms);
+    conn_set_timeout(c, c->gen->cfg->timeouts.client_idle_ms);
     /* Bytes the client sent after its upgrade request belong to the tunnel. */
     if (c->in_len > 0) {
         exchange_tunnel_to_upstream(c, c->in, c->in_len);
@@ -546,7 +547,7 @@ void conn_exchange_done(struct conn *c, int close_after)
         return;
     }
     release_input_buffer(c);
-    conn_set_timeout(c, w->cfg->timeouts.client_idle_ms);
+    conn_set_timeout(c, c->gen->cfg->timeouts.client_idle_ms);
     /* Pipelined requests already read go on from the input loop, never by
      * recursion: a client can pipeline thousands of tiny requests. */
     c->pending_parse = c->in_len > 0;
@@ -578,7 +579,7 @@ static void on_client_timer(uv_timer_t *t)
     switch (c->state) {
     case CONN_SNIFF:
     case CONN_HANDSHAKE:
-        c->w->stats.handshake_errors++;
+        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
         log_debug("connection from %s: handshake timed out", c->peer_ip);
         conn_abort(c);
         return;
@@ -608,6 +609,30 @@ static void on_client_timer(uv_timer_t *t)
 
 /* ---- accept ---- */
 
+/* The peer's address alone, as X-Forwarded-For carries it: IPv4 for
+ * v4-mapped IPv6 peers of a dual-stack listener. */
+static void set_peer_ip(struct conn *c)
+{
+    int len = sizeof(c->peer);
+    char tmp[64];
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0)
+        return;
+    format_sockaddr((struct sockaddr *)&c->peer, tmp, sizeof(tmp));
+    char *end = strrchr(tmp, ':');
+    if (end)
+        *end = '\0';
+    const char *start = tmp;
+    if (tmp[0] == '[') {
+        start = tmp + 1;
+        char *close = strchr(tmp, ']');
+        if (close)
+            *close = '\0';
+    }
+    if (strncmp(start, "::ffff:", 7) == 0 && strchr(start, '.') != NULL)
+        start += 7;
+    snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", start);
+}
+
 void conn_accept(struct listener *l)
 {
     struct worker *w = l->w;
@@ -617,7 +642,10 @@ void conn_accept(struct listener *l)
         return;
     }
     c->w = w;
-    c->l = l;
+    c->gen = w->gen;
+    gen_ref(c->gen);
+    c->lidx = l->index;
+    c->port = l->port;
     c->state = CONN_SNIFF;
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
@@ -638,34 +666,16 @@ void conn_accept(struct listener *l)
         conn_close_handles(c);
         return;
     }
-    if (w->nconns > w->max_conns) {
-        w->stats.connections_refused++;
+    if (w->nconns > c->gen->max_conns) {
+        STAT_INC(c->gen->lstats[c->lidx]->refused);
         conn_close_handles(c);
         return;
     }
-    w->stats.connections_total++;
-    int len = sizeof(c->peer);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) == 0) {
-        char tmp[64];
-        format_sockaddr((struct sockaddr *)&c->peer, tmp, sizeof(tmp));
-        /* Keep only the address: it goes into X-Forwarded-For. */
-        char *end = strrchr(tmp, ':');
-        if (end)
-            *end = '\0';
-        const char *start = tmp;
-        if (tmp[0] == '[') {
-            start = tmp + 1;
-            char *close = strchr(tmp, ']');
-            if (close)
-                *close = '\0';
-        }
-        if (strncmp(start, "::ffff:", 7) == 0 && strchr(start, '.') != NULL)
-            start += 7;
-        snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", start);
-    }
+    STAT_INC(c->gen->lstats[c->lidx]->connections);
+    set_peer_ip(c);
     uv_tcp_nodelay(&c->tcp, 1);
     uv_timer_start(&c->timer, on_client_timer,
-                   l->cfg->tls.handshake_timeout_ms ? l->cfg->tls.handshake_timeout_ms : 10000, 0);
+                   c->gen->cfg->listeners[c->lidx].tls.handshake_timeout_ms, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, worker_alloc_read, on_client_read) == 0)
         c->reading = 1;
     else

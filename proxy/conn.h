@@ -16,6 +16,7 @@
 
 #include "buf.h"
 
+struct gen;
 struct listener;
 struct worker;
 struct exchange;
@@ -52,7 +53,9 @@ struct conn {
     uv_timer_t timer;
     uv_shutdown_t shutdown_req;
     struct worker *w;
-    struct listener *l;
+    struct gen *gen;                /* the configuration it started with: one reference */
+    size_t lidx;                    /* its listener in gen->cfg */
+    unsigned port;                  /* the listener's port */
     struct conn *prev, *next;       /* worker's list */
     enum conn_state state;
     int handles;                    /* open libuv handles */

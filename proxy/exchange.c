@@ -20,6 +20,7 @@
 
 #include "access.h"
 #include "conn.h"
+#include "gen.h"
 #include "http1.h"
 #include "listener.h"
 #include "log.h"
@@ -36,8 +37,8 @@
 struct exchange {
     struct conn *c;
     struct worker *w;
+    struct gen *g;                  /* c->gen: configuration and pools */
     struct exchange *next_free;
-    unsigned nheaders_cap;
 
     struct http1_msg req;
     struct http1_msg resp;
@@ -93,21 +94,22 @@ static const struct http1_handler response_handler = {on_response_head, on_respo
 static struct exchange *exchange_new(struct conn *c)
 {
     struct worker *w = c->w;
-    const struct cfg *cfg = w->cfg;
+    struct gen *g = c->gen;
+    const struct cfg *cfg = g->cfg;
     unsigned nreq = (unsigned)cfg->limits.max_headers;
-    struct exchange *x = w->free_exchanges;
-    if (x != NULL && x->nheaders_cap == nreq) {
-        w->free_exchanges = x->next_free;
-        w->nfree_exchanges--;
+    struct exchange *x = g->free_exchanges;
+    if (x != NULL) {
+        g->free_exchanges = x->next_free;
+        g->nfree_exchanges--;
     } else {
         x = malloc(sizeof(*x) + (nreq + RESP_MAX_HEADERS) * sizeof(struct http1_header));
         if (x == NULL)
             return NULL;
     }
     memset(x, 0, sizeof(*x));
-    x->nheaders_cap = nreq;
     x->c = c;
     x->w = w;
+    x->g = g;
     x->req_lim = (struct http1_limits){
         .max_head = cfg->limits.max_header_bytes,
         .max_uri = cfg->limits.max_uri_bytes,
@@ -115,8 +117,8 @@ static struct exchange *exchange_new(struct conn *c)
         .max_body = cfg->limits.max_body_bytes,
     };
     x->resp_lim = (struct http1_limits){
-        .max_head = w->inbufs.chunk_size - 1,
-        .max_uri = w->inbufs.chunk_size - 1,
+        .max_head = g->inbufs.chunk_size - 1,
+        .max_uri = g->inbufs.chunk_size - 1,
         .max_headers = RESP_MAX_HEADERS,
     };
     http1_msg_init(&x->req, 1, x->headers, nreq, &x->req_lim, &request_handler, x);
@@ -125,32 +127,32 @@ static struct exchange *exchange_new(struct conn *c)
     x->out = (struct http1_out){.sink = conn_sink(c), .buf = w->scratch,
                                 .cap = sizeof(w->scratch)};
     x->start_ns = uv_hrtime();
-    x->status = 0;
     return x;
 }
 
+/* Back to the generation's pool, whose configuration fixed its size. */
 static void exchange_free(struct exchange *x)
 {
-    struct worker *w = x->w;
-    buf_chunk_put(&w->inbufs, &x->uhead);
-    buf_chunk_put(&w->inbufs, &x->rhead);
-    if (w->nfree_exchanges < 64 && x->nheaders_cap == w->cfg->limits.max_headers) {
-        x->next_free = w->free_exchanges;
-        w->free_exchanges = x;
-        w->nfree_exchanges++;
+    struct gen *g = x->g;
+    buf_chunk_put(&g->inbufs, &x->uhead);
+    buf_chunk_put(&g->inbufs, &x->rhead);
+    if (g->nfree_exchanges < 64) {
+        x->next_free = g->free_exchanges;
+        g->free_exchanges = x;
+        g->nfree_exchanges++;
     } else {
         free(x);
     }
 }
 
-void exchange_pool_free(struct worker *w)
+void exchange_pool_free(struct gen *g)
 {
-    while (w->free_exchanges != NULL) {
-        struct exchange *x = w->free_exchanges;
-        w->free_exchanges = x->next_free;
+    while (g->free_exchanges != NULL) {
+        struct exchange *x = g->free_exchanges;
+        g->free_exchanges = x->next_free;
         free(x);
     }
-    w->nfree_exchanges = 0;
+    g->nfree_exchanges = 0;
 }
 
 /* ---- ending ---- */
@@ -168,7 +170,7 @@ static void log_access(struct exchange *x)
         .upstream = x->up ? x->pool->cfg->servers[x->up->server].name : NULL,
         .route = x->route,
     };
-    access_log_write(&x->w->access, x->w->cfg, &e);
+    access_log_write(&x->w->access, x->g->cfg, &e);
 }
 
 static void detach_upstream(struct exchange *x, int reusable)
@@ -277,13 +279,12 @@ int exchange_request_complete(const struct conn *c)
 static int build_upstream_head(struct exchange *x)
 {
     struct conn *c = x->c;
-    struct worker *w = x->w;
-    if (x->uhead == NULL && (x->uhead = buf_chunk_get(&w->inbufs)) == NULL)
+    if (x->uhead == NULL && (x->uhead = buf_chunk_get(&x->g->inbufs)) == NULL)
         return 500;
     struct http1_fwd fwd = {
         .client_ip = {c->peer_ip, strlen(c->peer_ip)},
-        .trusted_peer = cfg_is_trusted_proxy(w->cfg, (struct sockaddr *)&c->peer),
-        .listener_port = c->l->port,
+        .trusted_peer = cfg_is_trusted_proxy(x->g->cfg, (struct sockaddr *)&c->peer),
+        .listener_port = c->port,
         .default_host = {x->pool->cfg->servers[0].name, strlen(x->pool->cfg->servers[0].name)},
         .keep_alive = x->pool->cfg->keepalive > 0,
     };
@@ -323,22 +324,20 @@ static int on_request_head(void *ctx, struct http1_msg *m)
 {
     struct exchange *x = ctx;
     struct conn *c = x->c;
-    struct worker *w = x->w;
     char host[ROUTE_MAX_HOST + 1];
 
-    w->stats.requests++;
     x->req_head_done = 1;
     int hl = route_normalize_host(m->host, host);
     if (hl < 0) {
         m->error_reason = "invalid Host";
         return 400;
     }
-    x->route = route_match(w->cfg, (struct span){host, (size_t)hl}, m->path);
+    x->route = route_match(x->g->cfg, (struct span){host, (size_t)hl}, m->path);
     if (x->route == NULL) {
         m->error_reason = "no route";
         return 404;
     }
-    x->pool = &w->upstreams[x->route->upstream];
+    x->pool = &x->g->upstreams[x->route->upstream];
     x->replayable = !(m->flags & HTTP1_F_CHUNKED) &&
                     (!(m->flags & HTTP1_F_CONTENT_LENGTH) || m->content_length == 0);
     x->resp.request_was_head = (m->flags & HTTP1_F_HEAD) != 0;
@@ -346,7 +345,7 @@ static int on_request_head(void *ctx, struct http1_msg *m)
     if (rc != 0)
         return rc;
     /* The head timer is done; a body is paced by the idle timer. */
-    conn_set_timeout(c, w->cfg->timeouts.client_idle_ms);
+    conn_set_timeout(c, x->g->cfg->timeouts.client_idle_ms);
     rc = attach_upstream(x, upstream_acquire(x->pool, &x->tried, &upstream_ops, x), NULL);
     if (rc == 502)
         x->upstream_error = "no server available";
@@ -420,7 +419,7 @@ void exchange_on_client_input(struct conn *c)
             return;
         }
         c->x = x;
-        conn_set_timeout(c, c->w->cfg->timeouts.client_header_ms);
+        conn_set_timeout(c, c->x->g->cfg->timeouts.client_header_ms);
     }
     if (x->req_done)
         return;
@@ -459,7 +458,7 @@ void exchange_tunnel_to_upstream(struct conn *c, const char *p, size_t n)
     struct exchange *x = c->x;
     if (x == NULL || x->up == NULL)
         return;
-    conn_set_timeout(c, c->w->cfg->timeouts.client_idle_ms);
+    conn_set_timeout(c, c->x->g->cfg->timeouts.client_idle_ms);
     if (outq_append(&x->up->out, p, n) != 0) {
         conn_abort(c);
         return;
@@ -473,7 +472,7 @@ static int on_response_head(void *ctx, struct http1_msg *m)
 {
     struct exchange *x = ctx;
     struct conn *c = x->c;
-    struct http1_resp_fwd fwd = {.client_version = x->req.version, .hsts = x->w->cfg->forwarding.hsts};
+    struct http1_resp_fwd fwd = {.client_version = x->req.version, .hsts = x->g->cfg->forwarding.hsts};
 
     if (m->status == 101) {
         if (!(x->req.flags & HTTP1_F_UPGRADE) || !x->req_done) {
@@ -561,7 +560,7 @@ static int parse_response_head(struct exchange *x, size_t r)
     if (x->resp_done && used < left)
         x->upstream_extra = 1;
     h->len = 0;
-    buf_chunk_put(&x->w->inbufs, &x->rhead);
+    buf_chunk_put(&x->g->inbufs, &x->rhead);
     return 0;
 }
 
@@ -569,7 +568,7 @@ static int parse_response_head(struct exchange *x, size_t r)
  * exchange ended. */
 static long collect_response_head(struct exchange *x, const char *p, size_t n)
 {
-    if (x->rhead == NULL && (x->rhead = buf_chunk_get(&x->w->inbufs)) == NULL) {
+    if (x->rhead == NULL && (x->rhead = buf_chunk_get(&x->g->inbufs)) == NULL) {
         fail_upstream(x, 502, "out of memory");
         return -1;
     }
@@ -621,7 +620,7 @@ static int relay_response(struct exchange *x, const char *p, size_t n)
         /* Tunnel bytes that came with the 101, in order. */
         if (x->rhead != NULL)
             http1_out_put(&x->out, x->rhead->data, x->rhead->len);
-        buf_chunk_put(&x->w->inbufs, &x->rhead);
+        buf_chunk_put(&x->g->inbufs, &x->rhead);
         http1_out_put(&x->out, p, n);
         return 0;
     }
@@ -652,7 +651,7 @@ static void after_relay(struct exchange *x)
         upconn_read_stop(x->up);
         upconn_set_timeout(x->up, 0);
         x->upstream_paused = 1;
-        conn_set_timeout(c, x->w->cfg->timeouts.client_idle_ms);
+        conn_set_timeout(c, x->g->cfg->timeouts.client_idle_ms);
     }
 }
 
@@ -675,7 +674,7 @@ void exchange_on_client_drained(struct conn *c)
 static void tunnel_to_client(struct exchange *x, const char *p, size_t n)
 {
     struct conn *c = x->c;
-    conn_set_timeout(c, x->w->cfg->timeouts.client_idle_ms);
+    conn_set_timeout(c, x->g->cfg->timeouts.client_idle_ms);
     if (sink_write(conn_sink(c), p, n) != 0 || conn_flush(c) != 0)
         return;
     if (conn_out_pending(c) > CONN_HIGH_WATER) {

@@ -34,7 +34,8 @@ int exchange_reading_head(const struct conn *c);
 /* 1 if the request is fully received (the rest of c->in is pipelined). */
 int exchange_request_complete(const struct conn *c);
 
-/* Frees recycled exchanges of a stopped worker. */
-void exchange_pool_free(struct worker *w);
+struct gen;
+/* Frees the recycled exchanges of a generation. */
+void exchange_pool_free(struct gen *g);
 
 #endif

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -83,41 +84,48 @@ static void on_listener_connection(uv_stream_t *server, int status)
 {
     struct listener *l = server->data;
     if (status < 0) {
-        /* EMFILE and friends: the connection stays in the backlog and
-         * libuv retries; say so once per burst at most. */
-        log_warn("listener \"%s\": accept: %s", l->cfg->name, uv_strerror(status));
+        /* EMFILE and friends: libuv sheds the connection and retries. */
+        log_warn("listener on %s: accept: %s", l->bind, uv_strerror(status));
         return;
     }
     conn_accept(l);
 }
 
-int listener_start(struct listener *l, struct worker *w, const struct cfg_listener *cfg,
-                   struct tls_ctx_set *tls, int fd, unsigned port)
+struct listener *listener_start(struct worker *w, const struct cfg_listener *cfg, size_t index,
+                                int fd, unsigned port, char *err, size_t errlen)
 {
-    memset(l, 0, sizeof(*l));
+    struct listener *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        close(fd);
+        snprintf(err, errlen, "listener \"%s\": out of memory", cfg->name);
+        return NULL;
+    }
     l->w = w;
-    l->cfg = cfg;
-    l->tls = tls;
+    l->index = index;
     l->port = port;
-    int rc = uv_tcp_init(&w->loop, &l->tcp);
-    if (rc != 0)
-        return rc;
+    snprintf(l->bind, sizeof(l->bind), "%s", cfg->bind);
+    uv_tcp_init(&w->loop, &l->tcp);
     l->tcp.data = l;
-    l->open = 1;
-    rc = uv_tcp_open(&l->tcp, fd);
-    if (rc == 0)
+    int rc = uv_tcp_open(&l->tcp, fd);
+    if (rc != 0)
+        close(fd);
+    else
         rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_listener_connection);
-    return rc;
+    if (rc != 0) {
+        snprintf(err, errlen, "listener \"%s\": listen: %s", cfg->name, uv_strerror(rc));
+        listener_stop(l);
+        return NULL;
+    }
+    return l;
 }
 
 static void on_listener_close(uv_handle_t *h)
 {
-    struct listener *l = h->data;
-    l->open = 0;
+    free(h->data);
 }
 
 void listener_stop(struct listener *l)
 {
-    if (l->open && !uv_is_closing((uv_handle_t *)&l->tcp))
+    if (!uv_is_closing((uv_handle_t *)&l->tcp))
         uv_close((uv_handle_t *)&l->tcp, on_listener_close);
 }

@@ -2,7 +2,8 @@
  * listener: listening sockets.  listener_bind_group() runs on the main
  * thread and binds one SO_REUSEPORT socket per worker, so that the kernel
  * spreads accepts over the loops; each worker then listens on its own
- * socket and accepts into conn.
+ * socket and accepts into conn.  A worker's listener survives reloads that
+ * keep its bind address.
  */
 #ifndef MOAT_LISTENER_H
 #define MOAT_LISTENER_H
@@ -15,16 +16,14 @@
 #include "config.h"
 
 struct worker;
-struct tls_ctx_set;
 
-/* A worker's view of one configured listener. */
+/* Ownership: listener_start() allocates, the close callback frees. */
 struct listener {
     uv_tcp_t tcp;
     struct worker *w;
-    const struct cfg_listener *cfg;
-    struct tls_ctx_set *tls;
+    size_t index;               /* in the worker's current configuration */
     unsigned port;
-    int open;
+    char bind[128];             /* as configured: what a reload matches on */
 };
 
 /*
@@ -36,10 +35,12 @@ struct listener {
 int listener_bind_group(const struct cfg_listener *l, unsigned n, int *fds, unsigned *port,
                         char *err, size_t errlen);
 
-/* Starts listening on fd in w's loop.  Returns 0 or a UV_E* code. */
-int listener_start(struct listener *l, struct worker *w, const struct cfg_listener *cfg,
-                   struct tls_ctx_set *tls, int fd, unsigned port);
-/* Stops accepting; the handle closes asynchronously. */
+/* Listens on fd (which it owns from now on, even on failure) in w's loop
+ * as listener index of the worker's configuration.  Returns the listener,
+ * or NULL with err set. */
+struct listener *listener_start(struct worker *w, const struct cfg_listener *cfg, size_t index,
+                                int fd, unsigned port, char *err, size_t errlen);
+/* Stops accepting; the listener is freed once its handle closed. */
 void listener_stop(struct listener *l);
 
 #endif

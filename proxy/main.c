@@ -16,8 +16,9 @@
 
 #include "cert.h"
 #include "config.h"
-#include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "runtime.h"
 #include "sesscache.h"
 #include "strutil.h"
 #include "tickets.h"
@@ -45,13 +46,18 @@ struct options {
 };
 
 struct app {
-    struct cfg *cfg;
-    struct runtime rt;
+    const char *config_path;    /* NULL: the embedded default */
+    struct runtime *rt;         /* current: one reference */
     struct worker *workers;
     unsigned nworkers;
     unsigned started;
     uv_loop_t *loop;
     uv_signal_t signals[4];
+    uv_async_t applied;         /* workers report a reload applied */
+    unsigned pending_acks;      /* atomic: workers yet to apply rt */
+    int reloading;
+    int reload_again;           /* SIGHUP while reloading: coalesced */
+    uint64_t reloads_ok, reloads_failed;
     int stopping;
 };
 
@@ -104,161 +110,6 @@ static const char *config_path(const struct options *o)
     return NULL;
 }
 
-static void warn_expiry(const struct cfg_listener *l, const struct cert_pair *p)
-{
-    time_t now = time(NULL);
-    if (p->not_after == 0)
-        return;
-    if (p->not_after < now)
-        log_warn("listener \"%s\": certificate %s expired", l->name, p->source);
-    else if (p->not_after - now < EXPIRY_WARNING_DAYS * 86400)
-        log_warn("listener \"%s\": certificate %s expires in %lld day(s)", l->name, p->source,
-                 (long long)((p->not_after - now) / 86400));
-    if (p->not_before > now + 300)
-        log_warn("listener \"%s\": certificate %s is not valid yet", l->name, p->source);
-}
-
-/* Reads every certificate and checks it in a TLS context, as the workers
- * will.  Returns 0 or -1 after printing the errors. */
-/* Loads pair k of listener l (generates the embedded default's) and checks
- * it in a TLS context as the workers will.  Errors point at the pair. */
-static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t k,
-                     struct cert_pair *pair)
-{
-    char err[1024];
-    struct cfg_pos pos = l->tls.ncerts ? l->tls.certs[k].pos : l->tls.pos;
-    int rc = l->tls.ncerts == 0 ? cert_pair_generate(pair, "localhost", err, sizeof(err))
-                                : cert_pair_load(pair, l->tls.certs[k].cert, l->tls.certs[k].key,
-                                                 err, sizeof(err));
-    if (rc == 0) {
-        struct tls_ctx_set *set = NULL;
-        rc = tls_ctx_set_new(&set, &l->tls, pair, 1, NULL, err, sizeof(err));
-        tls_ctx_set_free(&set);
-        if (rc != 0)
-            cert_pair_free(pair);
-    }
-    if (rc != 0) {
-        fprintf(stderr, "%s:%u:%u: listener \"%s\": %s\n", cfg->path, pos.line, pos.col,
-                l->name, err);
-        return -1;
-    }
-    warn_expiry(l, pair);
-    return 0;
-}
-
-/* Reads every certificate of every listener.  Returns 0 or -1 after
- * printing all the errors. */
-static int load_certificates(struct app *a)
-{
-    struct cfg *cfg = a->cfg;
-    int failed = 0;
-    a->rt.certs = calloc(cfg->nlisteners, sizeof(*a->rt.certs));
-    a->rt.ncerts = calloc(cfg->nlisteners, sizeof(*a->rt.ncerts));
-    if (a->rt.certs == NULL || a->rt.ncerts == NULL)
-        return -1;
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const struct cfg_listener *l = &cfg->listeners[i];
-        size_t n = l->tls.ncerts ? l->tls.ncerts : 1;
-        a->rt.certs[i] = calloc(n, sizeof(struct cert_pair));
-        if (a->rt.certs[i] == NULL)
-            return -1;
-        /* ncerts counts the slots in use, failed ones included (zeroed). */
-        a->rt.ncerts[i] = n;
-        for (size_t k = 0; k < n; k++)
-            if (load_pair(cfg, l, k, &a->rt.certs[i][k]) != 0)
-                failed = 1;
-    }
-    return failed ? -1 : 0;
-}
-
-/* The session cache and ticket seed of each listener: shared by every
- * worker.  Returns 0 or -1 after printing the errors. */
-static int load_resumption(struct app *a)
-{
-    struct cfg *cfg = a->cfg;
-    char err[512];
-    int failed = 0;
-    a->rt.caches = calloc(cfg->nlisteners, sizeof(*a->rt.caches));
-    a->rt.seeds = calloc(cfg->nlisteners, sizeof(*a->rt.seeds));
-    if (a->rt.caches == NULL || a->rt.seeds == NULL)
-        return -1;
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const struct cfg_listener *l = &cfg->listeners[i];
-        const struct cfg_session_tickets *t = &l->tls.session_tickets;
-        if (l->tls.session_cache.size > 0 &&
-            (a->rt.caches[i] = sesscache_new(l->tls.session_cache.size,
-                                             l->tls.session_cache.timeout_ms)) == NULL)
-            return -1;
-        if (t->enabled &&
-            ticket_seed_load(&a->rt.seeds[i], t->key_file, t->rotate_ms / 1000, l->name, err,
-                             sizeof(err)) != 0) {
-            fprintf(stderr, "%s:%u:%u: listener \"%s\": session_tickets.key_file: %s\n",
-                    cfg->path, t->key_file_pos.line, t->key_file_pos.col, l->name, err);
-            failed = 1;
-        }
-    }
-    return failed ? -1 : 0;
-}
-
-static void free_resumption(struct app *a)
-{
-    for (size_t i = 0; a->cfg != NULL && i < a->cfg->nlisteners; i++) {
-        if (a->rt.caches)
-            sesscache_free(&a->rt.caches[i]);
-        if (a->rt.seeds)
-            ticket_seed_free(&a->rt.seeds[i]);
-    }
-    free(a->rt.caches);
-    free(a->rt.seeds);
-}
-
-static void free_certificates(struct app *a)
-{
-    if (a->rt.certs == NULL)
-        return;
-    for (size_t i = 0; i < a->cfg->nlisteners; i++) {
-        for (size_t k = 0; a->rt.certs[i] && k < a->rt.ncerts[i]; k++)
-            cert_pair_free(&a->rt.certs[i][k]);
-        free(a->rt.certs[i]);
-    }
-    free(a->rt.certs);
-    free(a->rt.ncerts);
-}
-
-/* "127.0.0.1:8443" for listener i as bound (port 0 resolved). */
-static void bound_address(const struct app *a, size_t i, char *out, size_t len)
-{
-    struct sockaddr_storage ss = a->cfg->listeners[i].addr;
-    if (ss.ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)a->rt.ports[i]);
-    else
-        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)a->rt.ports[i]);
-    format_sockaddr((struct sockaddr *)&ss, out, len);
-}
-
-static int bind_listeners(struct app *a)
-{
-    struct cfg *cfg = a->cfg;
-    char err[512];
-    a->rt.listen_fds = calloc(cfg->nlisteners, sizeof(int *));
-    a->rt.ports = calloc(cfg->nlisteners, sizeof(unsigned));
-    if (a->rt.listen_fds == NULL || a->rt.ports == NULL)
-        return -1;
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        a->rt.listen_fds[i] = calloc(a->nworkers, sizeof(int));
-        if (a->rt.listen_fds[i] == NULL)
-            return -1;
-        if (listener_bind_group(&cfg->listeners[i], a->nworkers, a->rt.listen_fds[i],
-                                &a->rt.ports[i], err, sizeof(err)) != 0) {
-            free(a->rt.listen_fds[i]);
-            a->rt.listen_fds[i] = NULL;
-            log_error("%s", err);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Written once every listener accepts and signals are handled, and renamed
  * into place, so that a reader never sees it early or half written. */
 static int write_listen_file(const struct app *a, const char *path)
@@ -270,15 +121,93 @@ static int write_listen_file(const struct app *a, const char *path)
         log_error("%s: %s", tmp, strerror(errno));
         return -1;
     }
-    for (size_t i = 0; i < a->cfg->nlisteners; i++) {
-        bound_address(a, i, addr, sizeof(addr));
-        fprintf(f, "%s %s\n", a->cfg->listeners[i].name, addr);
+    for (size_t i = 0; i < a->rt->cfg->nlisteners; i++) {
+        runtime_bound_address(a->rt, i, addr, sizeof(addr));
+        fprintf(f, "%s %s\n", a->rt->cfg->listeners[i].name, addr);
     }
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         log_error("%s: %s", path, strerror(errno));
         return -1;
     }
     return 0;
+}
+
+static void log_listeners(const struct runtime *rt)
+{
+    char addr[64];
+    for (size_t i = 0; i < rt->cfg->nlisteners; i++) {
+        runtime_bound_address(rt, i, addr, sizeof(addr));
+        log_info("listener \"%s\" on https://%s", rt->cfg->listeners[i].name, addr);
+    }
+}
+
+static void start_reload(struct app *a);
+
+static void finish_reload(struct app *a)
+{
+    a->reloading = 0;
+    log_info("reload %llu applied by every worker", (unsigned long long)a->rt->generation);
+    if (a->reload_again && !a->stopping) {
+        a->reload_again = 0;
+        start_reload(a);
+    }
+}
+
+/* Runs on the main loop after a worker switched. */
+static void on_workers_applied(uv_async_t *h)
+{
+    struct app *a = h->data;
+    if (a->reloading && __atomic_load_n(&a->pending_acks, __ATOMIC_ACQUIRE) == 0)
+        finish_reload(a);
+}
+
+/* A worker's thread: one more worker runs the new runtime. */
+static void on_worker_applied(struct worker *w, void *arg)
+{
+    struct app *a = arg;
+    (void)w;
+    if (__atomic_sub_fetch(&a->pending_acks, 1, __ATOMIC_ACQ_REL) == 0)
+        uv_async_send(&a->applied);
+}
+
+/*
+ * SIGHUP: build and check the whole new runtime here, off the workers'
+ * loops; on success hand it to every worker, which switches new
+ * connections to it.  On failure nothing changes.  Reloads never overlap:
+ * one that arrives meanwhile runs once this one is applied everywhere.
+ */
+static void start_reload(struct app *a)
+{
+    char err[8192];
+    if (a->reloading) {
+        a->reload_again = 1;
+        return;
+    }
+    struct runtime *rt = runtime_load(a->config_path, a->rt, a->nworkers, 0, err, sizeof(err));
+    if (rt == NULL) {
+        a->reloads_failed++;
+        log_error("reload failed, still serving the previous configuration:");
+        for (char *line = strtok(err, "\n"); line != NULL; line = strtok(NULL, "\n"))
+            log_error("  %s", line);
+        return;
+    }
+    if (rt->cfg->workers != a->rt->cfg->workers)
+        log_warn("reload: workers stays %u until a restart", a->nworkers);
+    log_set_level(rt->cfg->log.error_level);
+    int rc = log_access_open(rt->cfg->log.access);
+    if (rc != 0)
+        log_error("reload: access log %s: %s", rt->cfg->log.access, strerror(-rc));
+    a->reloads_ok++;
+    a->reloading = 1;
+    runtime_unref(&a->rt);
+    a->rt = rt;
+    log_info("reload %llu: configuration loaded", (unsigned long long)rt->generation);
+    log_listeners(rt);
+    __atomic_store_n(&a->pending_acks, a->started, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < a->started; i++)
+        worker_post_runtime(&a->workers[i], rt);
+    if (a->started == 0)
+        finish_reload(a);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -297,58 +226,66 @@ static void on_signal(uv_signal_t *s, int signum)
             worker_stop(&a->workers[i]);
         for (size_t i = 0; i < ARRAY_SIZE(a->signals); i++)
             uv_close((uv_handle_t *)&a->signals[i], NULL);
+        uv_close((uv_handle_t *)&a->applied, NULL);
         return;
     case SIGUSR1: {
-        int rc = log_access_open(a->cfg->log.access);
+        int rc = log_access_open(a->rt->cfg->log.access);
         if (rc != 0)
-            log_error("reopening the access log %s: %s", a->cfg->log.access, strerror(-rc));
+            log_error("reopening the access log %s: %s", a->rt->cfg->log.access, strerror(-rc));
         else
             log_info("access log reopened");
         return;
     }
     case SIGHUP:
-        log_warn("SIGHUP: configuration reload is not supported yet; nothing changed");
+        log_info("SIGHUP: reloading %s", a->config_path ? a->config_path : "the embedded default");
+        start_reload(a);
         return;
     }
 }
 
-/* Resumption counters, summed over workers, once the workers are done.
- * The admin endpoint will expose them live. */
+/* Handshake and resumption counters, summed over workers, once the workers
+ * are done (the admin endpoint shows them live). */
 static void log_resumption_summary(const struct app *a)
 {
     uint64_t full = 0, resumed = 0, errors = 0;
+    const struct cfg *cfg = a->rt->cfg;
     for (unsigned i = 0; i < a->started; i++) {
-        full += a->workers[i].stats.handshakes - a->workers[i].stats.handshakes_resumed;
-        resumed += a->workers[i].stats.handshakes_resumed;
-        errors += a->workers[i].stats.handshake_errors;
+        uint64_t wconns = 0, whs = 0, wres = 0;
+        for (const struct listener_stats *l = a->workers[i].metrics.listeners; l; l = l->next) {
+            for (int v = 0; v < 2; v++) {
+                whs += l->handshakes[v][0] + l->handshakes[v][1];
+                wres += l->handshakes[v][1];
+            }
+            wconns += l->connections;
+            errors += l->handshake_errors;
+        }
+        full += whs - wres;
+        resumed += wres;
+        log_info("worker %u: %llu connections, %llu handshakes, %llu resumed", i,
+                 (unsigned long long)wconns, (unsigned long long)whs, (unsigned long long)wres);
     }
     log_info("handshakes: %llu full, %llu resumed, %llu failed", (unsigned long long)full,
              (unsigned long long)resumed, (unsigned long long)errors);
-    for (unsigned i = 0; i < a->started; i++)
-        log_info("worker %u: %llu connections, %llu handshakes, %llu resumed", i,
-                 (unsigned long long)a->workers[i].stats.connections_total,
-                 (unsigned long long)a->workers[i].stats.handshakes,
-                 (unsigned long long)a->workers[i].stats.handshakes_resumed);
-    for (size_t l = 0; l < a->cfg->nlisteners; l++) {
-        const char *name = a->cfg->listeners[l].name;
-        if (a->rt.caches[l] != NULL) {
+    for (size_t l = 0; l < cfg->nlisteners; l++) {
+        const char *name = cfg->listeners[l].name;
+        if (a->rt->caches[l] != NULL) {
             struct sesscache_stats s;
-            sesscache_stats(a->rt.caches[l], &s);
+            sesscache_stats(a->rt->caches[l], &s);
             log_info("listener \"%s\" session cache: %llu hits, %llu misses, %llu entries, "
                      "%llu evictions, %llu expired",
                      name, (unsigned long long)s.hits, (unsigned long long)s.misses,
                      (unsigned long long)s.entries, (unsigned long long)s.evictions,
                      (unsigned long long)s.expirations);
         }
-        if (a->rt.seeds[l] != NULL) {
-            struct ticket_stats sum = {0}, t;
+        if (a->rt->seeds[l] != NULL) {
+            struct ticket_stats sum = {0};
             for (unsigned i = 0; i < a->started; i++) {
-                if (a->workers[i].tickets == NULL || a->workers[i].tickets[l] == NULL)
+                struct listener_stats *ls = metrics_listener(&a->workers[i].metrics, name);
+                if (ls == NULL)
                     continue;
-                ticket_keys_stats(a->workers[i].tickets[l], &t);
-                sum.issued += t.issued;
-                sum.accepted += t.accepted;
-                sum.rejected += t.rejected;
+                sum.issued += ls->tickets.issued;
+                sum.accepted += ls->tickets.accepted;
+                sum.rejected += ls->tickets.rejected;
             }
             log_info("listener \"%s\" session tickets: %llu issued, %llu accepted, %llu rejected",
                      name, (unsigned long long)sum.issued, (unsigned long long)sum.accepted,
@@ -366,6 +303,8 @@ static void start_signals(struct app *a)
         a->signals[i].data = a;
         uv_signal_start(&a->signals[i], on_signal, signums[i]);
     }
+    uv_async_init(a->loop, &a->applied, on_workers_applied);
+    a->applied.data = a;
 }
 
 static int start_workers(struct app *a)
@@ -375,7 +314,7 @@ static int start_workers(struct app *a)
     if (a->workers == NULL)
         return -1;
     for (unsigned i = 0; i < a->nworkers; i++) {
-        if (worker_init(&a->workers[i], i, &a->rt, err, sizeof(err)) != 0) {
+        if (worker_init(&a->workers[i], i, a->rt, on_worker_applied, a, err, sizeof(err)) != 0) {
             log_error("%s", err);
             worker_destroy(&a->workers[i]);
             return -1;
@@ -393,19 +332,12 @@ static int start_workers(struct app *a)
 static int run(struct app *a, const char *listen_file)
 {
     int rc = 0;
-    char addr[64];
-    a->nworkers = (unsigned)a->cfg->workers;
-    a->rt.cfg = a->cfg;
     /* Signals first: a SIGTERM during start-up still means a clean stop. */
     start_signals(a);
-    if (bind_listeners(a) != 0 || start_workers(a) != 0 ||
-        (listen_file != NULL && write_listen_file(a, listen_file) != 0))
+    if (start_workers(a) != 0 || (listen_file != NULL && write_listen_file(a, listen_file) != 0))
         rc = 1;
     if (rc == 0) {
-        for (size_t i = 0; i < a->cfg->nlisteners; i++) {
-            bound_address(a, i, addr, sizeof(addr));
-            log_info("listener \"%s\" on https://%s", a->cfg->listeners[i].name, addr);
-        }
+        log_listeners(a->rt);
         log_info("moat %s running with %u worker(s)", MOAT_VERSION, a->nworkers);
     } else if (!a->stopping) {
         on_signal(&a->signals[0], SIGTERM);
@@ -419,10 +351,6 @@ static int run(struct app *a, const char *listen_file)
         worker_destroy(&a->workers[i]);
     uv_loop_close(a->loop);
     free(a->workers);
-    for (size_t i = 0; i < a->cfg->nlisteners && a->rt.listen_fds; i++)
-        free(a->rt.listen_fds[i]);
-    free(a->rt.listen_fds);
-    free(a->rt.ports);
     if (rc == 0)
         log_info("stopped");
     return rc;
@@ -441,37 +369,33 @@ int main(int argc, char **argv)
         fprintf(stderr, "moat: wolfSSL failed to initialise\n");
         return 1;
     }
-    const char *path = config_path(&o);
-    int rc = path ? cfg_load(path, &a.cfg, err, sizeof(err))
-                  : cfg_load_default(&a.cfg, err, sizeof(err));
-    if (rc != 0) {
+    a.config_path = config_path(&o);
+    a.rt = runtime_load(a.config_path, NULL, 0, o.test, err, sizeof(err));
+    if (a.rt == NULL) {
         fprintf(stderr, "%s\n", err);
+        tls_global_cleanup();
         return 1;
     }
-    log_set_level(a.cfg->log.error_level);
-    if (load_certificates(&a) != 0 || load_resumption(&a) != 0) {
-        rc = 1;
-        goto out;
-    }
+    int rc = 0;
+    a.nworkers = a.rt->nworkers;
+    log_set_level(a.rt->cfg->log.error_level);
     if (o.test) {
         printf("configuration OK\n");
         goto out;
     }
-    if (path == NULL)
+    if (a.config_path == NULL)
         fprintf(stderr, "moat: no configuration file (-c, $MOAT_CONFIG, " DEFAULT_CONFIG
                         "): serving https://127.0.0.1:8443 -> http://127.0.0.1:8080 with a "
                         "self-signed certificate for localhost\n");
-    rc = log_access_open(a.cfg->log.access);
+    rc = log_access_open(a.rt->cfg->log.access);
     if (rc != 0) {
-        log_error("access log %s: %s", a.cfg->log.access, strerror(-rc));
+        log_error("access log %s: %s", a.rt->cfg->log.access, strerror(-rc));
         rc = 1;
         goto out;
     }
     rc = run(&a, o.listen_file);
 out:
-    free_resumption(&a);
-    free_certificates(&a);
-    cfg_free(&a.cfg);
+    runtime_unref(&a.rt);
     tls_global_cleanup();
     return rc;
 }

@@ -34,6 +34,7 @@ struct shard {
 };
 
 struct sesscache {
+    unsigned refs;                  /* atomic */
     uint64_t timeout_ms;
     unsigned nshards;       /* fewer than MAX_SHARDS for tiny caches */
     struct shard shards[MAX_SHARDS];
@@ -120,6 +121,7 @@ struct sesscache *sesscache_new(uint64_t capacity, uint64_t timeout_ms)
     struct sesscache *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
+    c->refs = 1;
     c->timeout_ms = timeout_ms;
     c->nshards = capacity < MAX_SHARDS ? (unsigned)(capacity ? capacity : 1) : MAX_SHARDS;
     for (unsigned i = 0; i < c->nshards; i++) {
@@ -129,17 +131,25 @@ struct sesscache *sesscache_new(uint64_t capacity, uint64_t timeout_ms)
         s->nbuckets = pow2_at_least(s->capacity);
         s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
         if (s->buckets == NULL) {
-            sesscache_free(&c);
+            sesscache_unref(&c);
             return NULL;
         }
     }
     return c;
 }
 
-void sesscache_free(struct sesscache **cp)
+void sesscache_ref(struct sesscache *c)
+{
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void sesscache_unref(struct sesscache **cp)
 {
     struct sesscache *c = *cp;
     if (c == NULL)
+        return;
+    *cp = NULL;
+    if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     for (unsigned i = 0; i < c->nshards; i++) {
         struct shard *s = &c->shards[i];
@@ -149,7 +159,6 @@ void sesscache_free(struct sesscache **cp)
         pthread_mutex_destroy(&s->lock);
     }
     free(c);
-    *cp = NULL;
 }
 
 void sesscache_configure(struct sesscache *c, uint64_t capacity, uint64_t timeout_ms)

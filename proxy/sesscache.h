@@ -29,7 +29,10 @@ struct sesscache_stats {
 /* capacity: entries (0 is not allowed: no cache at all then);
  * timeout_ms: how long an entry may be resumed. */
 struct sesscache *sesscache_new(uint64_t capacity, uint64_t timeout_ms);
-void sesscache_free(struct sesscache **cache);
+/* The cache outlives reloads: every runtime using it holds a reference
+ * (atomic); the last unref frees it and NULLs *cache. */
+void sesscache_ref(struct sesscache *cache);
+void sesscache_unref(struct sesscache **cache);
 /* Changes the bounds (a reload); entries above the new capacity go. */
 void sesscache_configure(struct sesscache *cache, uint64_t capacity, uint64_t timeout_ms);
 

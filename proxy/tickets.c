@@ -18,6 +18,8 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "metrics.h"
+
 #define KEY_LEN 32
 #define GCM_IV_LEN 12
 #define GCM_TAG_LEN 16
@@ -26,6 +28,7 @@
 static const char hkdf_salt[] = "moat session ticket keys v1";
 
 struct ticket_seed {
+    unsigned refs;          /* atomic */
     uint64_t rotate_s;
     char context[72];
     size_t len;
@@ -43,7 +46,7 @@ struct ticket_keys {
     const struct ticket_seed *seed;
     WC_RNG rng;
     struct key_slot slots[SLOTS];
-    struct ticket_stats stats;
+    struct ticket_stats *stats;
 };
 
 static int read_seed(struct ticket_seed *s, const char *path, char *err, size_t errlen)
@@ -95,18 +98,19 @@ int ticket_seed_load(struct ticket_seed **out, const char *path, uint64_t rotate
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    s->refs = 1;
     s->rotate_s = rotate_s ? rotate_s : 1;
     snprintf(s->context, sizeof(s->context), "%s", context);
     if (path != NULL) {
         if (read_seed(s, path, err, errlen) != 0) {
-            ticket_seed_free(&s);
+            ticket_seed_unref(&s);
             return -1;
         }
     } else {
         WC_RNG rng;
         if (wc_InitRng(&rng) != 0 || wc_RNG_GenerateBlock(&rng, s->secret, 64) != 0) {
             snprintf(err, errlen, "no random number generator for ticket keys");
-            ticket_seed_free(&s);
+            ticket_seed_unref(&s);
             return -1;
         }
         wc_FreeRng(&rng);
@@ -116,13 +120,27 @@ int ticket_seed_load(struct ticket_seed **out, const char *path, uint64_t rotate
     return 0;
 }
 
-void ticket_seed_free(struct ticket_seed **sp)
+void ticket_seed_ref(struct ticket_seed *s)
 {
-    if (*sp == NULL)
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+void ticket_seed_unref(struct ticket_seed **sp)
+{
+    struct ticket_seed *s = *sp;
+    if (s == NULL)
         return;
-    memset(*sp, 0, sizeof(**sp));
-    free(*sp);
     *sp = NULL;
+    if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    memset(s, 0, sizeof(*s));
+    free(s);
+}
+
+int ticket_seed_equal(const struct ticket_seed *a, const struct ticket_seed *b)
+{
+    return a->rotate_s == b->rotate_s && a->len == b->len &&
+           strcmp(a->context, b->context) == 0 && memcmp(a->secret, b->secret, a->len) == 0;
 }
 
 uint64_t ticket_seed_rotate(const struct ticket_seed *seed)
@@ -130,12 +148,13 @@ uint64_t ticket_seed_rotate(const struct ticket_seed *seed)
     return seed->rotate_s;
 }
 
-struct ticket_keys *ticket_keys_new(const struct ticket_seed *seed)
+struct ticket_keys *ticket_keys_new(const struct ticket_seed *seed, struct ticket_stats *counters)
 {
     struct ticket_keys *k = calloc(1, sizeof(*k));
     if (k == NULL)
         return NULL;
     k->seed = seed;
+    k->stats = counters;
     if (wc_InitRng(&k->rng) != 0) {
         free(k);
         return NULL;
@@ -213,7 +232,7 @@ enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t name[TICKET_NAME_L
     if (wc_AesGcmEncrypt(&s->aes, data, data, (word32)len, iv, GCM_IV_LEN, mac, GCM_TAG_LEN, aad,
                          sizeof(aad)) != 0)
         return TICKET_ERROR;
-    k->stats.issued++;
+    STAT_INC(k->stats->issued);
     return TICKET_OK;
 }
 
@@ -235,17 +254,12 @@ enum ticket_result ticket_open(struct ticket_keys *k, const uint8_t name[TICKET_
         memcpy(aad + TICKET_NAME_LEN, iv, GCM_IV_LEN);
         if (wc_AesGcmDecrypt(&s->aes, data, data, (word32)len, iv, GCM_IV_LEN, mac, GCM_TAG_LEN,
                              aad, sizeof(aad)) != 0) {
-            k->stats.rejected++;
+            STAT_INC(k->stats->rejected);
             return TICKET_BAD;
         }
-        k->stats.accepted++;
+        STAT_INC(k->stats->accepted);
         return order[i] < 0 ? TICKET_OK_RENEW : TICKET_OK;
     }
-    k->stats.rejected++;
+    STAT_INC(k->stats->rejected);
     return TICKET_UNKNOWN_KEY;
-}
-
-void ticket_keys_stats(const struct ticket_keys *k, struct ticket_stats *out)
-{
-    *out = k->stats;
 }

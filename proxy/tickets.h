@@ -37,9 +37,17 @@ struct ticket_keys;
  */
 int ticket_seed_load(struct ticket_seed **out, const char *path, uint64_t rotate_s,
                      const char *context, char *err, size_t errlen);
-void ticket_seed_free(struct ticket_seed **seed);
+/* Shared by runtimes across reloads: atomic references. */
+void ticket_seed_ref(struct ticket_seed *seed);
+void ticket_seed_unref(struct ticket_seed **seed);
+/* 1 if a and b would derive the same keys. */
+int ticket_seed_equal(const struct ticket_seed *a, const struct ticket_seed *b);
 
-struct ticket_keys *ticket_keys_new(const struct ticket_seed *seed);
+struct ticket_stats;
+
+/* counters: where this worker counts issued, accepted and rejected tickets
+ * (borrowed; outlives the keys). */
+struct ticket_keys *ticket_keys_new(const struct ticket_seed *seed, struct ticket_stats *counters);
 void ticket_keys_free(struct ticket_keys **keys);
 
 enum ticket_result {
@@ -60,13 +68,6 @@ enum ticket_result ticket_open(struct ticket_keys *k, const uint8_t name[TICKET_
                                const uint8_t iv[TICKET_IV_LEN], uint8_t *data, size_t len,
                                const uint8_t mac[TICKET_MAC_LEN], time_t now);
 
-struct ticket_stats {
-    uint64_t issued;
-    uint64_t accepted;
-    uint64_t rejected;      /* unknown key or bad ticket: full handshake */
-};
-
-void ticket_keys_stats(const struct ticket_keys *k, struct ticket_stats *out);
 uint64_t ticket_seed_rotate(const struct ticket_seed *seed);
 
 #endif

@@ -503,6 +503,11 @@ int tls_session_resumed(struct tls_session *s)
     return wolfSSL_session_reused(s->ssl);
 }
 
+int tls_session_is_tls13(struct tls_session *s)
+{
+    return wolfSSL_GetVersion(s->ssl) == WOLFSSL_TLSV1_3;
+}
+
 const char *tls_session_error(struct tls_session *s, char *buf, size_t len)
 {
     char tmp[WOLFSSL_MAX_ERROR_SZ];

@@ -97,6 +97,8 @@ void tls_close_notify(struct tls_session *s);
 const char *tls_session_version(struct tls_session *s);
 const char *tls_session_cipher(struct tls_session *s);
 int tls_session_resumed(struct tls_session *s);
+/* 1 for TLS 1.3, 0 for TLS 1.2. */
+int tls_session_is_tls13(struct tls_session *s);
 /* The last error as text, for the error log. */
 const char *tls_session_error(struct tls_session *s, char *buf, size_t len);
 

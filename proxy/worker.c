@@ -1,22 +1,22 @@
 /*
- * worker: a thread with its own loop.  Owns the loop's listeners, pools,
- * upstream keep-alive pools and the graceful drain.  Touches other threads'
- * state never; main reaches it through the wakeup async handle.
+ * worker: a thread with its own loop.  Owns the loop's listeners, its
+ * current generation, its chunk pool and the graceful drain.  Touches
+ * other threads' state never; main reaches it through the wakeup async
+ * handle, with a runtime to switch to or a stop request.
  */
 #include "worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conn.h"
-#include "exchange.h"
+#include "gen.h"
 #include "listener.h"
 #include "log.h"
-#include "sesscache.h"
-#include "tickets.h"
-#include "tls.h"
-#include "upstream.h"
+#include "runtime.h"
+#include "strutil.h"
 
 struct worker *worker_of(uv_handle_t *handle)
 {
@@ -51,11 +51,21 @@ static void close_walked(uv_handle_t *h, void *arg)
     close_if_open(h);
 }
 
+static void stop_listeners(struct worker *w)
+{
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i] != NULL)
+            listener_stop(w->listeners[i]);
+    free(w->listeners);
+    w->listeners = NULL;
+    w->nlisteners = 0;
+}
+
 /* Everything is drained: let the loop end. */
 static void finish_stop(struct worker *w)
 {
-    for (size_t i = 0; i < w->cfg->nupstreams; i++)
-        upstream_pool_close(&w->upstreams[i]);
+    /* Idle pooled upstream connections of the current generation. */
+    gen_unref(&w->gen);
     log_buf_flush(&w->access);
     close_if_open((uv_handle_t *)&w->wakeup);
     close_if_open((uv_handle_t *)&w->flush);
@@ -84,8 +94,7 @@ static void begin_stop(struct worker *w)
     if (w->stopping)
         return;
     w->stopping = 1;
-    for (size_t i = 0; i < w->nlisteners; i++)
-        listener_stop(&w->listeners[i]);
+    stop_listeners(w);
     struct conn *next;
     for (struct conn *c = w->conns; c != NULL; c = next) {
         next = c->next;
@@ -95,33 +104,112 @@ static void begin_stop(struct worker *w)
         finish_stop(w);
         return;
     }
-    uint64_t ms = w->cfg->shutdown_timeout_ms ? w->cfg->shutdown_timeout_ms : 1;
+    uint64_t ms = w->gen->cfg->shutdown_timeout_ms ? w->gen->cfg->shutdown_timeout_ms : 1;
     uv_timer_start(&w->drain_timer, on_drain_deadline, ms, 0);
+}
+
+/*
+ * Listeners for rt's configuration: one whose bind address is unchanged
+ * keeps its socket (and its accept queue); new ones listen on the sockets
+ * main bound for rt; the rest close.  Nothing changes on failure.
+ */
+static int switch_listeners(struct worker *w, struct runtime *rt, char *err, size_t errlen)
+{
+    const struct cfg *cfg = rt->cfg;
+    size_t n = cfg->nlisteners;
+    struct listener **next = calloc(n ? n : 1, sizeof(*next));
+    unsigned char *kept = calloc(w->nlisteners ? w->nlisteners : 1, 1);
+    unsigned char *fresh = calloc(n ? n : 1, 1);
+    int rc = next && kept && fresh ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, errlen, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const struct cfg_listener *lc = &cfg->listeners[i];
+        if (rt->listen_fds[i] != NULL) {
+            int fd = rt->listen_fds[i][w->id];
+            rt->listen_fds[i][w->id] = -1;
+            next[i] = listener_start(w, lc, i, fd, rt->ports[i], err, errlen);
+            fresh[i] = 1;
+            rc = next[i] ? 0 : -1;
+            continue;
+        }
+        for (size_t j = 0; j < w->nlisteners && next[i] == NULL; j++) {
+            if (!kept[j] && strcmp(w->listeners[j]->bind, lc->bind) == 0) {
+                kept[j] = 1;
+                next[i] = w->listeners[j];
+            }
+        }
+        if (next[i] == NULL) {
+            snprintf(err, errlen, "listener \"%s\": no socket to keep for %s", lc->name,
+                     lc->bind);
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            next[i]->index = i;
+        for (size_t j = 0; j < w->nlisteners; j++)
+            if (!kept[j])
+                listener_stop(w->listeners[j]);
+        free(w->listeners);
+        w->listeners = next;
+        w->nlisteners = n;
+        next = NULL;
+    }
+    for (size_t i = 0; next != NULL && i < n; i++)
+        if (fresh[i] && next[i] != NULL)
+            listener_stop(next[i]);
+    free(next);
+    free(kept);
+    free(fresh);
+    return rc;
+}
+
+/* Makes rt this worker's configuration for new connections. */
+static int apply_runtime(struct worker *w, struct runtime *rt, char *err, size_t errlen)
+{
+    struct gen *g = gen_new(w, rt, err, errlen);
+    if (g == NULL)
+        return -1;
+    if (switch_listeners(w, rt, err, errlen) != 0) {
+        gen_unref(&g);
+        return -1;
+    }
+    gen_unref(&w->gen);
+    w->gen = g;
+    return 0;
 }
 
 static void on_wakeup(uv_async_t *a)
 {
     struct worker *w = a->data;
+    struct runtime *rt = __atomic_exchange_n(&w->posted, NULL, __ATOMIC_ACQ_REL);
+    if (rt != NULL) {
+        char err[512];
+        if (w->stopping)
+            ; /* nothing to switch to: the worker is draining */
+        else if (apply_runtime(w, rt, err, sizeof(err)) != 0)
+            log_error("worker %u: reload not applied: %s", w->id, err);
+        runtime_unref(&rt);
+        w->on_applied(w, w->on_applied_arg);
+    }
     if (__atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE))
         begin_stop(w);
 }
 
-int worker_init(struct worker *w, unsigned id, const struct runtime *rt, char *err,
-                size_t errlen)
+int worker_init(struct worker *w, unsigned id, struct runtime *rt, worker_applied_cb on_applied,
+                void *arg, char *err, size_t errlen)
 {
-    const struct cfg *cfg = rt->cfg;
     memset(w, 0, offsetof(struct worker, read_buf));
     w->id = id;
-    w->rt = rt;
-    w->cfg = rt->cfg;
-    w->max_conns = (cfg->limits.max_connections + cfg->workers - 1) / cfg->workers;
+    w->on_applied = on_applied;
+    w->on_applied_arg = arg;
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "worker %u: cannot create an event loop", id);
         return -1;
     }
-    size_t head = cfg->limits.max_header_bytes > 32768 ? cfg->limits.max_header_bytes : 32768;
     buf_pool_init(&w->chunks, 16384, 1024);
-    buf_pool_init(&w->inbufs, head + 16384, 256);
+    metrics_init(&w->metrics);
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
     uv_prepare_init(&w->loop, &w->flush);
@@ -130,44 +218,7 @@ int worker_init(struct worker *w, unsigned id, const struct runtime *rt, char *e
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->drain_timer);
-
-    w->upstreams = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*w->upstreams));
-    w->listeners = calloc(cfg->nlisteners, sizeof(*w->listeners));
-    w->tickets = calloc(cfg->nlisteners, sizeof(*w->tickets));
-    if (w->upstreams == NULL || w->listeners == NULL || w->tickets == NULL) {
-        snprintf(err, errlen, "worker %u: out of memory", id);
-        return -1;
-    }
-    for (size_t i = 0; i < cfg->nupstreams; i++)
-        if (upstream_pool_init(&w->upstreams[i], w, &cfg->upstreams[i]) != 0) {
-            snprintf(err, errlen, "worker %u: out of memory", id);
-            return -1;
-        }
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const struct cfg_listener *lc = &cfg->listeners[i];
-        struct tls_ctx_set *tls = NULL;
-        struct tls_resumption res = {
-            .cache = rt->caches[i],
-            .cache_timeout_s = lc->tls.session_cache.timeout_ms / 1000,
-            .ticket_lifetime_s = lc->tls.session_tickets.rotate_ms / 1000,
-        };
-        if (rt->seeds[i] != NULL) {
-            w->tickets[i] = res.tickets = ticket_keys_new(rt->seeds[i]);
-            if (res.tickets == NULL) {
-                snprintf(err, errlen, "worker %u: cannot set up ticket keys", id);
-                return -1;
-            }
-        }
-        if (tls_ctx_set_new(&tls, &lc->tls, rt->certs[i], rt->ncerts[i], &res, err, errlen) != 0)
-            return -1;
-        int rc = listener_start(&w->listeners[i], w, lc, tls, rt->listen_fds[i][id], rt->ports[i]);
-        w->nlisteners++;
-        if (rc != 0) {
-            snprintf(err, errlen, "listener \"%s\": listen: %s", lc->name, uv_strerror(rc));
-            return -1;
-        }
-    }
-    return 0;
+    return apply_runtime(w, rt, err, errlen);
 }
 
 static void worker_main(void *arg)
@@ -179,6 +230,18 @@ static void worker_main(void *arg)
 int worker_start(struct worker *w)
 {
     return uv_thread_create(&w->thread, worker_main, w);
+}
+
+void worker_post_runtime(struct worker *w, struct runtime *rt)
+{
+    runtime_ref(rt);
+    struct runtime *old = __atomic_exchange_n(&w->posted, rt, __ATOMIC_ACQ_REL);
+    if (old != NULL) {
+        /* Superseded before the worker took it: it still reports once. */
+        runtime_unref(&old);
+        w->on_applied(w, w->on_applied_arg);
+    }
+    uv_async_send(&w->wakeup);
 }
 
 void worker_stop(struct worker *w)
@@ -194,18 +257,14 @@ void worker_join(struct worker *w)
 
 void worker_destroy(struct worker *w)
 {
-    for (size_t i = 0; i < w->nlisteners; i++)
-        tls_ctx_set_free(&w->listeners[i].tls);
-    for (size_t i = 0; w->tickets != NULL && i < w->cfg->nlisteners; i++)
-        ticket_keys_free(&w->tickets[i]);
-    free(w->tickets);
+    struct runtime *rt = __atomic_exchange_n(&w->posted, NULL, __ATOMIC_ACQ_REL);
+    runtime_unref(&rt);
+    stop_listeners(w);
+    gen_unref(&w->gen);
     /* Closing handles of a worker that never ran (start-up failure). */
     uv_walk(&w->loop, close_walked, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
-    exchange_pool_free(w);
     buf_pool_destroy(&w->chunks);
-    buf_pool_destroy(&w->inbufs);
-    free(w->upstreams);
-    free(w->listeners);
+    metrics_destroy(&w->metrics);
 }

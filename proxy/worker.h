@@ -1,8 +1,8 @@
 /*
  * worker: one thread, one libuv loop, and everything that loop owns: its
- * listening sockets, its connections, its buffer pools, its upstream
- * keep-alive pools and its access-log buffer.  Other threads reach a worker
- * only through worker_stop() (a uv_async_t).
+ * listening sockets, its connections, its current generation (see gen.h),
+ * its buffer pool and its access-log buffer.  Other threads reach a worker
+ * only through worker_post_runtime() and worker_stop() (a uv_async_t).
  */
 #ifndef MOAT_WORKER_H
 #define MOAT_WORKER_H
@@ -13,40 +13,21 @@
 #include <uv.h>
 
 #include "buf.h"
-#include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 struct conn;
+struct gen;
 struct listener;
-struct upstream_pool;
-struct tls_ctx_set;
-struct sesscache;
-struct ticket_seed;
-struct ticket_keys;
-
-/* Set up by main before the workers start; read-only afterwards. */
-struct runtime {
-    struct cfg *cfg;
-    struct cert_pair **certs;   /* per listener, cfg->listeners[i].tls.ncerts pairs */
-    size_t *ncerts;
-    int **listen_fds;           /* [listener][worker] bound, not yet listening */
-    unsigned *ports;            /* bound port per listener */
-    struct sesscache **caches;  /* per listener, NULL when disabled */
-    struct ticket_seed **seeds; /* per listener, NULL when tickets are off */
-};
-
-/* Per-worker counters: written by the worker's thread only. */
-struct worker_stats {
-    uint64_t connections_total;
-    uint64_t connections_refused;
-    uint64_t handshakes;
-    uint64_t handshakes_resumed;
-    uint64_t handshake_errors;
-    uint64_t requests;
-};
+struct runtime;
+struct worker;
 
 #define WORKER_READ_BUF (64 * 1024)
 #define WORKER_SCRATCH (16 * 1024)
+
+/* Told when a worker has applied a posted runtime (from the worker's
+ * thread; wake the main loop with an async handle). */
+typedef void (*worker_applied_cb)(struct worker *w, void *arg);
 
 struct worker {
     unsigned id;
@@ -55,39 +36,35 @@ struct worker {
     uv_async_t wakeup;
     uv_prepare_t flush;
     uv_timer_t drain_timer;
-    const struct runtime *rt;
-    struct cfg *cfg;
 
-    struct listener *listeners;
+    struct gen *gen;                    /* current generation */
+    struct listener **listeners;        /* one per listener of gen->cfg */
     size_t nlisteners;
-    struct ticket_keys **tickets;       /* per listener: this worker's keys */
-    struct upstream_pool *upstreams;    /* one per cfg upstream */
-
     struct buf_pool chunks;             /* output queues */
-    struct buf_pool inbufs;             /* request and response heads */
-    void *free_exchanges;               /* recycled struct exchange */
-    unsigned nfree_exchanges;
 
     struct conn *conns;                 /* every open client connection */
     uint64_t nconns;
-    uint64_t max_conns;                 /* this worker's share of max_connections */
 
     int stopping;
     int stop_requested;                 /* set by another thread */
-    int scratch_busy;
-    struct worker_stats stats;
+    struct runtime *posted;             /* set by another thread (atomic exchange) */
+    worker_applied_cb on_applied;
+    void *on_applied_arg;
+    struct metrics metrics;
     struct log_buf access;
 
     char read_buf[WORKER_READ_BUF];     /* every read lands here first */
     char scratch[WORKER_SCRATCH];       /* plaintext bound for TLS */
 };
 
-/* Prepares w (loop, pools, listeners) on the calling thread.  Returns 0 or
- * -1 with err set. */
-int worker_init(struct worker *w, unsigned id, const struct runtime *rt, char *err,
-                size_t errlen);
-/* Starts the worker's thread. */
+/* Prepares w on the calling thread: its loop, and a generation for rt
+ * with listeners on rt's sockets.  Returns 0 or -1 with err set. */
+int worker_init(struct worker *w, unsigned id, struct runtime *rt, worker_applied_cb on_applied,
+                void *arg, char *err, size_t errlen);
 int worker_start(struct worker *w);
+/* From any thread: switch new connections to rt (a reload).  Takes a
+ * reference to rt; on_applied fires once the worker has switched. */
+void worker_post_runtime(struct worker *w, struct runtime *rt);
 /* From any thread: stop accepting and drain (graceful shutdown). */
 void worker_stop(struct worker *w);
 void worker_join(struct worker *w);

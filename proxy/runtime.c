@@ -1,0 +1,282 @@
+/*
+ * runtime: builds the run-time state of one configuration on the main
+ * thread (configuration, certificates, resumption state, bound sockets) and
+ * frees it when its last user lets go.  Never touches a worker's loop.
+ */
+#include "runtime.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "listener.h"
+#include "log.h"
+#include "sesscache.h"
+#include "strutil.h"
+#include "tickets.h"
+#include "tls.h"
+
+#define EXPIRY_WARNING_DAYS 14
+
+struct errbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static void add_error(struct errbuf *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void add_error(struct errbuf *e, const char *fmt, ...)
+{
+    if (e->len + 1 >= e->cap)
+        return;
+    if (e->len > 0)
+        e->p[e->len++] = '\n';
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(e->p + e->len, e->cap - e->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        e->len += (size_t)n < e->cap - e->len ? (size_t)n : e->cap - e->len - 1;
+}
+
+/* Loads pair k of listener l (generates the embedded default's) and checks
+ * it in a TLS context as the workers will.  Errors point at the pair. */
+static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t k,
+                     struct cert_pair *pair, struct errbuf *e)
+{
+    char err[1024];
+    struct cfg_pos pos = l->tls.ncerts ? l->tls.certs[k].pos : l->tls.pos;
+    time_t now = time(NULL);
+    int rc = l->tls.ncerts == 0 ? cert_pair_generate(pair, "localhost", err, sizeof(err))
+                                : cert_pair_load(pair, l->tls.certs[k].cert, l->tls.certs[k].key,
+                                                 err, sizeof(err));
+    if (rc == 0)
+        rc = cert_pair_check(pair, now, err, sizeof(err));
+    if (rc == 0) {
+        struct tls_ctx_set *set = NULL;
+        rc = tls_ctx_set_new(&set, &l->tls, pair, 1, NULL, err, sizeof(err));
+        tls_ctx_set_free(&set);
+    }
+    if (rc != 0) {
+        cert_pair_free(pair);
+        add_error(e, "%s:%u:%u: listener \"%s\": %s", cfg->path, pos.line, pos.col, l->name, err);
+        return -1;
+    }
+    if (pair->not_after - now < EXPIRY_WARNING_DAYS * 86400)
+        log_warn("listener \"%s\": certificate %s expires in %lld day(s)", l->name, pair->source,
+                 (long long)((pair->not_after - now) / 86400));
+    return 0;
+}
+
+static int load_certificates(struct runtime *rt, struct errbuf *e)
+{
+    const struct cfg *cfg = rt->cfg;
+    int failed = 0;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct cfg_listener *l = &cfg->listeners[i];
+        size_t n = l->tls.ncerts ? l->tls.ncerts : 1;
+        rt->certs[i] = calloc(n, sizeof(struct cert_pair));
+        if (rt->certs[i] == NULL)
+            return -1;
+        /* Slots of failed pairs stay zeroed: freeing them is harmless. */
+        rt->ncerts[i] = n;
+        for (size_t k = 0; k < n; k++)
+            if (load_pair(cfg, l, k, &rt->certs[i][k], e) != 0)
+                failed = 1;
+    }
+    return failed ? -1 : 0;
+}
+
+static const struct cfg_listener *find_listener(const struct cfg *cfg, const char *name,
+                                                size_t *index)
+{
+    for (size_t i = 0; cfg != NULL && i < cfg->nlisteners; i++)
+        if (strcmp(cfg->listeners[i].name, name) == 0) {
+            *index = i;
+            return &cfg->listeners[i];
+        }
+    return NULL;
+}
+
+/* The session cache and ticket seed of each listener.  A listener that
+ * keeps its name keeps its cache and, when the key file (or the random
+ * seed) is unchanged, its ticket keys: reloads do not cost resumptions. */
+static int load_resumption(struct runtime *rt, const struct runtime *prev, struct errbuf *e)
+{
+    const struct cfg *cfg = rt->cfg;
+    char err[512];
+    int failed = 0;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct cfg_listener *l = &cfg->listeners[i];
+        const struct cfg_session_cache *sc = &l->tls.session_cache;
+        const struct cfg_session_tickets *t = &l->tls.session_tickets;
+        size_t j = 0;
+        const struct cfg_listener *old = prev ? find_listener(prev->cfg, l->name, &j) : NULL;
+        if (sc->size > 0) {
+            if (old != NULL && prev->caches[j] != NULL) {
+                rt->caches[i] = prev->caches[j];
+                sesscache_ref(rt->caches[i]);
+                sesscache_configure(rt->caches[i], sc->size, sc->timeout_ms);
+            } else if ((rt->caches[i] = sesscache_new(sc->size, sc->timeout_ms)) == NULL) {
+                return -1;
+            }
+        }
+        if (!t->enabled)
+            continue;
+        const struct ticket_seed *old_seed = old ? prev->seeds[j] : NULL;
+        if (old_seed != NULL && t->key_file == NULL &&
+            old->tls.session_tickets.key_file == NULL &&
+            old->tls.session_tickets.rotate_ms == t->rotate_ms) {
+            rt->seeds[i] = (struct ticket_seed *)old_seed;
+            ticket_seed_ref(rt->seeds[i]);
+            continue;
+        }
+        if (ticket_seed_load(&rt->seeds[i], t->key_file, t->rotate_ms / 1000, l->name, err,
+                             sizeof(err)) != 0) {
+            add_error(e, "%s:%u:%u: listener \"%s\": session_tickets.key_file: %s", cfg->path,
+                      t->key_file_pos.line, t->key_file_pos.col, l->name, err);
+            failed = 1;
+            continue;
+        }
+        /* An unchanged key file keeps the very same seed object. */
+        if (old_seed != NULL && ticket_seed_equal(old_seed, rt->seeds[i])) {
+            ticket_seed_unref(&rt->seeds[i]);
+            rt->seeds[i] = (struct ticket_seed *)old_seed;
+            ticket_seed_ref(rt->seeds[i]);
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+/* Binds listeners that are new or moved; one whose bind address the
+ * previous runtime already listens on keeps that socket (no refused
+ * connection during a reload). */
+static int bind_listeners(struct runtime *rt, const struct runtime *prev, struct errbuf *e)
+{
+    const struct cfg *cfg = rt->cfg;
+    char err[512];
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct cfg_listener *l = &cfg->listeners[i];
+        int inherited = 0;
+        for (size_t j = 0; prev != NULL && j < prev->cfg->nlisteners; j++) {
+            if (strcmp(prev->cfg->listeners[j].bind, l->bind) == 0) {
+                rt->ports[i] = prev->ports[j];
+                inherited = 1;
+                break;
+            }
+        }
+        if (inherited)
+            continue;
+        rt->listen_fds[i] = malloc(rt->nworkers * sizeof(int));
+        if (rt->listen_fds[i] == NULL)
+            return -1;
+        if (listener_bind_group(l, rt->nworkers, rt->listen_fds[i], &rt->ports[i], err,
+                                sizeof(err)) != 0) {
+            free(rt->listen_fds[i]);
+            rt->listen_fds[i] = NULL;
+            add_error(e, "%s:%u:%u: %s", cfg->path, l->bind_pos.line, l->bind_pos.col, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+struct runtime *runtime_load(const char *path, const struct runtime *prev, unsigned nworkers,
+                             int check_only, char *err, size_t errlen)
+{
+    struct errbuf e = {err, 0, errlen};
+    err[0] = '\0';
+    struct runtime *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL) {
+        add_error(&e, "out of memory");
+        return NULL;
+    }
+    rt->refs = 1;
+    rt->generation = prev ? prev->generation + 1 : 1;
+    int rc = path ? cfg_load(path, &rt->cfg, err, errlen) : cfg_load_default(&rt->cfg, err, errlen);
+    if (rc != 0) {
+        free(rt);
+        return NULL;
+    }
+    size_t n = rt->cfg->nlisteners;
+    rt->nworkers = nworkers ? nworkers : (unsigned)rt->cfg->workers;
+    rt->certs = calloc(n, sizeof(*rt->certs));
+    rt->ncerts = calloc(n, sizeof(*rt->ncerts));
+    rt->listen_fds = calloc(n, sizeof(*rt->listen_fds));
+    rt->ports = calloc(n, sizeof(*rt->ports));
+    rt->caches = calloc(n, sizeof(*rt->caches));
+    rt->seeds = calloc(n, sizeof(*rt->seeds));
+    if (!rt->certs || !rt->ncerts || !rt->listen_fds || !rt->ports || !rt->caches || !rt->seeds) {
+        add_error(&e, "out of memory");
+        goto fail;
+    }
+    /* Both steps report all their errors before giving up. */
+    int bad = load_certificates(rt, &e) != 0;
+    bad |= load_resumption(rt, prev, &e) != 0;
+    if (bad || (!check_only && bind_listeners(rt, prev, &e) != 0)) {
+        if (e.len == 0)
+            add_error(&e, "out of memory");
+        goto fail;
+    }
+    return rt;
+fail:
+    runtime_unref(&rt);
+    return NULL;
+}
+
+void runtime_ref(struct runtime *rt)
+{
+    __atomic_add_fetch(&rt->refs, 1, __ATOMIC_RELAXED);
+}
+
+void runtime_unref(struct runtime **rtp)
+{
+    struct runtime *rt = *rtp;
+    if (rt == NULL)
+        return;
+    *rtp = NULL;
+    if (__atomic_sub_fetch(&rt->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    size_t n = rt->cfg ? rt->cfg->nlisteners : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rt->certs && rt->certs[i]) {
+            for (size_t k = 0; k < rt->ncerts[i]; k++)
+                cert_pair_free(&rt->certs[i][k]);
+            free(rt->certs[i]);
+        }
+        if (rt->listen_fds && rt->listen_fds[i]) {
+            /* Sockets no worker took (a reload superseded this one). */
+            for (unsigned w = 0; w < rt->nworkers; w++)
+                if (rt->listen_fds[i][w] >= 0)
+                    close(rt->listen_fds[i][w]);
+            free(rt->listen_fds[i]);
+        }
+        if (rt->caches)
+            sesscache_unref(&rt->caches[i]);
+        if (rt->seeds)
+            ticket_seed_unref(&rt->seeds[i]);
+    }
+    free(rt->certs);
+    free(rt->ncerts);
+    free(rt->listen_fds);
+    free(rt->ports);
+    free(rt->caches);
+    free(rt->seeds);
+    cfg_free(&rt->cfg);
+    free(rt);
+}
+
+void runtime_bound_address(const struct runtime *rt, size_t i, char *out, size_t len)
+{
+    struct sockaddr_storage ss = rt->cfg->listeners[i].addr;
+    if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)rt->ports[i]);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)rt->ports[i]);
+    format_sockaddr((struct sockaddr *)&ss, out, len);
+}
