@@ -392,6 +392,10 @@ static void apply_default(struct cfg_loader *ld, const struct cfg_field *f, void
         return;
     switch (f->type) {
     case CFG_T_SECTION:
+        /* An optional section that is absent stays off: its required keys
+         * are required only when it is given. */
+        if (f->flags & CFG_F_PRESENT)
+            return;
         cfg_load_section(ld, f->section, NULL, dst);
         return;
     case CFG_T_STRING_LIST: {
@@ -447,7 +451,7 @@ static unsigned load_field(struct cfg_loader *ld, const struct cfg_field *f,
             /* "tls:" with nothing under it means "all defaults". */
             if (f->flags & CFG_F_PRESENT)
                 *FIELD_PTR(base, f->present_off, int) = 1;
-            apply_default(ld, f, base);
+            cfg_load_section(ld, f->section, NULL, dst);
             return ld->nerrors - before;
         }
         cfg_error(ld, pos.line ? pos : key_pos, "\"%s\": expected %s, got null", f->key,

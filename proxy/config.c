@@ -78,6 +78,7 @@ static const struct cfg_field tls_fields[] = {
           .section = &session_cache_section),
     FIELD(struct cfg_tls, "session_tickets", CFG_T_SECTION, session_tickets,
           .section = &session_tickets_section),
+    FIELD(struct cfg_tls, "watch", CFG_T_BOOL, watch, .def = "false"),
     UNSUPPORTED("client_auth"),
 };
 static const struct cfg_section tls_section =
@@ -90,7 +91,8 @@ static const struct cfg_field listener_fields[] = {
           .pos_off = offsetof(struct cfg_listener, bind_pos)),
     FIELD(struct cfg_listener, "tls", CFG_T_SECTION, tls, .section = &tls_section,
           .flags = CFG_F_PRESENT, .present_off = offsetof(struct cfg_listener, has_tls)),
-    UNSUPPORTED("redirect_to_https"),
+    FIELD(struct cfg_listener, "redirect_to_https", CFG_T_UINT, redirect_to_https, .def = "0",
+          .max = 65535),
 };
 static const struct cfg_section listener_section =
     SECTION_OF(struct cfg_listener, "listener", listener_fields, .has_pos = 1,
@@ -106,12 +108,32 @@ static const struct cfg_section route_section =
     SECTION_OF(struct cfg_route, "route", route_fields, .has_pos = 1,
                .pos_off = offsetof(struct cfg_route, pos));
 
+struct health_raw {
+    int enabled;
+    char *path;
+    uint64_t interval_ms;
+    uint64_t timeout_ms;
+    struct cfg_pos path_pos;
+};
+
 struct upstream_raw {
     struct cfg_upstream u;
+    struct health_raw health;
     struct cfg_pos servers_pos;
     struct cfg_pos *server_pos;   /* per item */
     struct cfg_pos balance_pos;
 };
+
+static const struct cfg_field health_fields[] = {
+    FIELD(struct health_raw, "path", CFG_T_STRING, path, .flags = CFG_F_REQUIRED | CFG_F_POS,
+          .pos_off = offsetof(struct health_raw, path_pos)),
+    FIELD(struct health_raw, "interval", CFG_T_DURATION, interval_ms, .def = "5s", .min = 100,
+          .max = 3600000),
+    FIELD(struct health_raw, "timeout", CFG_T_DURATION, timeout_ms, .def = "2s", .min = 10,
+          .max = 600000),
+};
+static const struct cfg_section health_section =
+    SECTION_OF(struct health_raw, "health_check", health_fields);
 
 static const struct cfg_field upstream_fields[] = {
     FIELD(struct upstream_raw, "servers", CFG_T_STRING_LIST, u.server_specs,
@@ -127,7 +149,8 @@ static const struct cfg_field upstream_fields[] = {
     FIELD(struct upstream_raw, "response_timeout", CFG_T_DURATION, u.response_timeout_ms,
           .def = "60s", .min = 1, .max = 86400000),
     FIELD(struct upstream_raw, "keepalive", CFG_T_UINT, u.keepalive, .def = "32", .max = 65535),
-    UNSUPPORTED("health_check"),
+    FIELD(struct upstream_raw, "health_check", CFG_T_SECTION, health, .section = &health_section,
+          .flags = CFG_F_PRESENT, .present_off = offsetof(struct upstream_raw, health.enabled)),
 };
 static const struct cfg_section upstream_section =
     SECTION_OF(struct upstream_raw, "upstream", upstream_fields, .has_pos = 1,
@@ -144,6 +167,7 @@ struct top_raw {
     struct cfg_pos hsts_pos;
     struct cfg_pos routes_pos;
     struct cfg_pos listeners_pos;
+    struct cfg_pos admin_bind_pos;
 };
 
 static const struct cfg_field timeout_fields[] = {
@@ -189,6 +213,12 @@ static const struct cfg_field log_fields[] = {
 };
 static const struct cfg_section log_section = SECTION_OF(struct top_raw, "log", log_fields);
 
+static const struct cfg_field admin_fields[] = {
+    FIELD(struct top_raw, "bind", CFG_T_STRING, c.admin.bind, .flags = CFG_F_REQUIRED | CFG_F_POS,
+          .pos_off = offsetof(struct top_raw, admin_bind_pos)),
+};
+static const struct cfg_section admin_section = SECTION_OF(struct top_raw, "admin", admin_fields);
+
 static const struct cfg_field top_fields[] = {
     FIELD(struct top_raw, "workers", CFG_T_UINT_OR_AUTO, c.workers, .def = "auto", .min = 1,
           .max = 256),
@@ -208,7 +238,8 @@ static const struct cfg_field top_fields[] = {
     FIELD(struct top_raw, "limits", CFG_T_SECTION, c, .section = &limits_section),
     FIELD(struct top_raw, "forwarding", CFG_T_SECTION, c, .section = &forwarding_section),
     FIELD(struct top_raw, "log", CFG_T_SECTION, c, .section = &log_section),
-    UNSUPPORTED("admin"),
+    FIELD(struct top_raw, "admin", CFG_T_SECTION, c, .section = &admin_section,
+          .flags = CFG_F_PRESENT, .present_off = offsetof(struct top_raw, c.admin.enabled)),
 };
 static const struct cfg_section top_section = SECTION_OF(struct top_raw, "the top level", top_fields);
 
@@ -293,11 +324,12 @@ static void check_listeners(struct cfg_loader *ld, struct top_raw *r)
                 cfg_error(ld, l->bind_pos, "listener \"%s\": %s is already bound by \"%s\"",
                           l->name, l->bind, o->name);
         }
-        if (!l->has_tls)
+        if (l->has_tls == (l->redirect_to_https != 0))
             cfg_error(ld, l->pos,
-                      "listener \"%s\": \"tls\" is required (redirect_to_https is not supported yet)",
+                      "listener \"%s\": needs exactly one of \"tls\" (HTTPS) and "
+                      "\"redirect_to_https\" (plain HTTP answering with redirects)",
                       l->name);
-        else
+        else if (l->has_tls)
             check_tls(ld, c, l);
     }
 }
@@ -387,9 +419,18 @@ static void check_upstreams(struct cfg_loader *ld, struct top_raw *r)
         size_t cap = 0;
         if (!valid_name(u->name))
             cfg_error(ld, u->pos, "upstream name \"%s\" must be 1-64 of [A-Za-z0-9_.-]", u->name);
-        if (u->balance != NULL && strcmp(u->balance, "least_conn") == 0)
-            cfg_error(ld, ur->balance_pos, "upstream \"%s\": balance \"least_conn\" is not supported yet",
-                      u->name);
+        u->least_conn = u->balance != NULL && strcmp(u->balance, "least_conn") == 0;
+        if (ur->health.enabled) {
+            if (ur->health.path == NULL || ur->health.path[0] != '/' ||
+                !valid_header_text(ur->health.path) || strchr(ur->health.path, ' ') != NULL)
+                cfg_error(ld, ur->health.path_pos,
+                          "upstream \"%s\": health_check.path must start with \"/\" and hold no "
+                          "spaces or control characters", u->name);
+            u->health_check.enabled = 1;
+            u->health_check.path = ur->health.path;
+            u->health_check.interval_ms = ur->health.interval_ms;
+            u->health_check.timeout_ms = ur->health.timeout_ms;
+        }
         if (u->nserver_specs == 0 && u->server_specs != NULL)
             cfg_error(ld, ur->servers_pos, "upstream \"%s\": servers must not be empty", u->name);
         for (size_t s = 0; s < u->nserver_specs; s++)
@@ -519,6 +560,11 @@ static int parse_cidr(const char *s, struct cfg_cidr *out)
 static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
 {
     struct cfg *c = &r->c;
+    char why[128];
+    if (c->admin.enabled && c->admin.bind != NULL &&
+        parse_numeric_hostport(c->admin.bind, &c->admin.addr, why, sizeof(why)) != 0)
+        cfg_error(ld, r->admin_bind_pos, "admin: bind \"%s\": %s", c->admin.bind, why);
+    c->admin.pos = r->admin_bind_pos;
     size_t n = c->forwarding.ntrusted_proxies;
     c->forwarding.trusted = cfg_alloc(ld->arena, (n ? n : 1) * sizeof(struct cfg_cidr));
     for (size_t i = 0; i < n; i++) {

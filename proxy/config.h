@@ -45,6 +45,7 @@ struct cfg_tls {
     char **alpn;
     size_t nalpn;
     uint64_t handshake_timeout_ms;
+    int watch;              /* reload when a certificate or key file changes */
     struct cfg_session_cache session_cache;
     struct cfg_session_tickets session_tickets;
     struct cfg_pos pos;
@@ -57,6 +58,7 @@ struct cfg_listener {
     struct sockaddr_storage addr;
     int has_tls;
     struct cfg_tls tls;
+    uint64_t redirect_to_https; /* plain-HTTP listener answering 308 to this port; 0: none */
     struct cfg_pos pos;
     struct cfg_pos bind_pos;
 };
@@ -90,6 +92,13 @@ struct cfg_upstream {
     struct cfg_server *servers; /* resolved addresses */
     size_t nservers;
     char *balance;
+    int least_conn;         /* balance: least_conn */
+    struct {
+        int enabled;
+        char *path;
+        uint64_t interval_ms;
+        uint64_t timeout_ms;
+    } health_check;
     uint64_t connect_timeout_ms;
     uint64_t response_timeout_ms;
     uint64_t keepalive;
@@ -143,6 +152,13 @@ struct cfg {
         enum log_format access_format;
         enum log_level error_level;
     } log;
+
+    struct {
+        int enabled;
+        char *bind;
+        struct sockaddr_storage addr;
+        struct cfg_pos pos;
+    } admin;
 
     int embedded_default;    /* no file: self-signed certificate for localhost */
     void *arena;             /* owns every pointer above */

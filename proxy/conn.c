@@ -134,6 +134,7 @@ static void on_conn_handle_close(uv_handle_t *h)
         c->next->prev = c->prev;
     gen_unref(&c->gen);
     free(c);
+    STAT_ADD(w->metrics.active, (uint64_t)-1);
     worker_conn_closed(w);
 }
 
@@ -657,6 +658,7 @@ void conn_accept(struct listener *l)
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    STAT_INC(w->metrics.active);
     outq_init(&c->out, &w->chunks, (uv_stream_t *)&c->tcp, on_client_written);
     outq_sink_init(&c->cipher_sink, &c->out);
     c->plain_sink.write = on_plain_write;

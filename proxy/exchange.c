@@ -24,6 +24,7 @@
 #include "http1.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 #include "tls.h"
 #include "upstream.h"
@@ -76,7 +77,8 @@ struct exchange {
 };
 
 static const struct upconn_owner_ops upstream_ops;
-static void fail_upstream(struct exchange *x, int status, const char *why);
+static void fail_upstream(struct exchange *x, int status, enum upstream_error kind,
+                          const char *why);
 static int on_request_head(void *ctx, struct http1_msg *m);
 static int on_request_body(void *ctx, const char *p, size_t n);
 static int on_request_end(void *ctx, struct http1_msg *m);
@@ -159,18 +161,20 @@ void exchange_pool_free(struct gen *g)
 
 static void log_access(struct exchange *x)
 {
-    if (!log_access_enabled())
-        return;
+    uint64_t duration_ns = uv_hrtime() - x->start_ns;
+    struct route_stats *rs = x->route ? x->g->rstats[x->route - x->g->cfg->routes] : x->g->noroute;
+    metrics_request(&x->w->metrics, rs, x->status, duration_ns / 1000);
     struct access_entry e = {
         .c = x->c,
         .req = x->req_head_done ? &x->req : NULL,
         .status = x->status,
         .bytes = x->resp_bytes,
-        .duration_ns = uv_hrtime() - x->start_ns,
+        .duration_ns = duration_ns,
         .upstream = x->up ? x->pool->cfg->servers[x->up->server].name : NULL,
         .route = x->route,
     };
-    access_log_write(&x->w->access, x->g->cfg, &e);
+    if (log_access_enabled())
+        access_log_write(&x->w->access, x->g->cfg, &e);
 }
 
 static void detach_upstream(struct exchange *x, int reusable)
@@ -390,14 +394,14 @@ static void push_request(struct exchange *x)
         return;
     if (!x->up_reading) {
         if (upconn_read_start(up) != 0) {
-            fail_upstream(x, 502, "upstream read failed");
+            fail_upstream(x, 502, UPSTREAM_ERROR_RESET, "upstream read failed");
             return;
         }
         x->up_reading = 1;
         arm_response_timer(x);
     }
     if (upconn_flush(up) != 0) {
-        fail_upstream(x, 502, "upstream write failed");
+        fail_upstream(x, 502, UPSTREAM_ERROR_RESET, "upstream write failed");
         return;
     }
     if (up->out.bytes > CONN_HIGH_WATER)
@@ -522,9 +526,16 @@ static int on_response_end(void *ctx, struct http1_msg *m)
     return 0;
 }
 
-static void fail_upstream(struct exchange *x, int status, const char *why)
+static void count_upstream_error(struct exchange *x, enum upstream_error kind)
+{
+    STAT_INC(x->g->ustats[x->pool - x->g->upstreams]->errors[kind]);
+}
+
+static void fail_upstream(struct exchange *x, int status, enum upstream_error kind,
+                          const char *why)
 {
     x->upstream_error = why;
+    count_upstream_error(x, kind);
     respond_error(x, status, why);
 }
 
@@ -537,7 +548,8 @@ static int parse_response_head(struct exchange *x, size_t r)
     size_t used;
     enum http1_result res = http1_parse(&x->resp, h->data, r, &used);
     if (res == HTTP1_ERROR) {
-        fail_upstream(x, 502, x->resp.error_reason ? x->resp.error_reason : "bad response");
+        fail_upstream(x, 502, UPSTREAM_ERROR_MALFORMED,
+                      x->resp.error_reason ? x->resp.error_reason : "bad response");
         return -1;
     }
     size_t left = h->len - r;
@@ -554,7 +566,7 @@ static int parse_response_head(struct exchange *x, size_t r)
     }
     /* Body bytes that came with the head. */
     if (left > 0 && http1_parse(&x->resp, h->data + r, left, &used) == HTTP1_ERROR) {
-        fail_upstream(x, 502, "bad response body");
+        fail_upstream(x, 502, UPSTREAM_ERROR_MALFORMED, "bad response body");
         return -1;
     }
     if (x->resp_done && used < left)
@@ -569,7 +581,7 @@ static int parse_response_head(struct exchange *x, size_t r)
 static long collect_response_head(struct exchange *x, const char *p, size_t n)
 {
     if (x->rhead == NULL && (x->rhead = buf_chunk_get(&x->g->inbufs)) == NULL) {
-        fail_upstream(x, 502, "out of memory");
+        fail_upstream(x, 502, UPSTREAM_ERROR_RESET, "out of memory");
         return -1;
     }
     struct buf_chunk *h = x->rhead;
@@ -579,7 +591,7 @@ static long collect_response_head(struct exchange *x, const char *p, size_t n)
     for (;;) {
         long r = http1_scan_head(&x->resp.scan, h->data, h->len, 0, &x->resp_lim);
         if (r < 0) {
-            fail_upstream(x, 502, "malformed response head");
+            fail_upstream(x, 502, UPSTREAM_ERROR_MALFORMED, "malformed response head");
             return -1;
         }
         if (r == 0)
@@ -710,8 +722,9 @@ static void on_upstream_eof(struct exchange *x, int err)
     if (!x->resp.in_body || x->rhead != NULL) {
         if (retry_stale(x))
             return;
-        fail_upstream(x, 502, err == UV_EOF ? "upstream closed before responding"
-                                            : "upstream reset before responding");
+        fail_upstream(x, 502, UPSTREAM_ERROR_RESET,
+                      err == UV_EOF ? "upstream closed before responding"
+                                    : "upstream reset before responding");
         return;
     }
     if (http1_finish(&x->resp) == HTTP1_DONE && x->resp_done) {
@@ -721,8 +734,7 @@ static void on_upstream_eof(struct exchange *x, int err)
         return;
     }
     log_info("%s: upstream %s closed mid-response", c->peer_ip, x->pool->cfg->name);
-    x->upstream_error = "closed mid-response";
-    respond_error(x, 502, "upstream closed mid-response");
+    fail_upstream(x, 502, UPSTREAM_ERROR_RESET, "upstream closed mid-response");
 }
 
 static void on_upstream_read(void *owner, struct upconn *up, const char *p, ssize_t n)
@@ -743,11 +755,15 @@ static void on_upstream_read(void *owner, struct upconn *up, const char *p, ssiz
     after_relay(x);
 }
 
-/* The connection never came up, so nothing was sent: the queued request
- * moves to the next server not tried yet, or the client gets status. */
-static void try_next_server(struct exchange *x, struct upconn *up, int status, const char *why)
+/* The connection never came up, so nothing was sent: the server is skipped
+ * for a while and the queued request moves to the next server not tried
+ * yet, or the client gets status. */
+static void try_next_server(struct exchange *x, struct upconn *up, int status,
+                            enum upstream_error kind, const char *why)
 {
     struct outq carry;
+    count_upstream_error(x, kind);
+    upstream_mark_failed(x->pool, up->server);
     outq_init(&carry, up->out.pool, NULL, NULL);
     outq_move(&carry, &up->out);
     detach_upstream(x, 0);
@@ -757,7 +773,8 @@ static void try_next_server(struct exchange *x, struct upconn *up, int status, c
                  : 502;
     if (rc != 0) {
         outq_discard(&carry);
-        fail_upstream(x, status, why);
+        x->upstream_error = why;
+        respond_error(x, status, why);
         return;
     }
     push_request(x);
@@ -772,7 +789,7 @@ static void on_upstream_connect(void *owner, struct upconn *up, int status)
     }
     log_info("upstream %s: connect to %s failed: %s", x->pool->cfg->name,
              x->pool->cfg->servers[up->server].name, uv_strerror(status));
-    try_next_server(x, up, 502, "upstream refused the connection");
+    try_next_server(x, up, 502, UPSTREAM_ERROR_CONNECT, "upstream refused the connection");
 }
 
 static void on_upstream_written(void *owner, struct upconn *up, int status)
@@ -784,7 +801,7 @@ static void on_upstream_written(void *owner, struct upconn *up, int status)
         if (x->upgraded)
             conn_close_after_flush(x->c);
         else
-            fail_upstream(x, 502, "upstream write failed");
+            fail_upstream(x, 502, UPSTREAM_ERROR_RESET, "upstream write failed");
         return;
     }
     if (up->out.bytes > 0)
@@ -799,16 +816,17 @@ static void on_upstream_timeout(void *owner, struct upconn *up)
     if (!up->connected) {
         log_info("upstream %s: connect to %s timed out", x->pool->cfg->name,
                  x->pool->cfg->servers[up->server].name);
-        try_next_server(x, up, 504, "upstream connect timed out");
+        try_next_server(x, up, 504, UPSTREAM_ERROR_TIMEOUT, "upstream connect timed out");
         return;
     }
     if (x->resp_started) {
         log_info("%s: upstream %s stalled mid-response", x->c->peer_ip, x->pool->cfg->name);
+        count_upstream_error(x, UPSTREAM_ERROR_TIMEOUT);
         x->close_after = 1;
         conn_abort(x->c);
         return;
     }
-    fail_upstream(x, 504, "upstream response timed out");
+    fail_upstream(x, 504, UPSTREAM_ERROR_TIMEOUT, "upstream response timed out");
 }
 
 static const struct upconn_owner_ops upstream_ops = {

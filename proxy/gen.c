@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "exchange.h"
+#include "metrics.h"
 #include "runtime.h"
 #include "tickets.h"
 #include "tls.h"
@@ -33,10 +34,31 @@ static void gen_free(struct gen *g)
     free(g->tls);
     free(g->tickets);
     free(g->lstats);
+    free(g->rstats);
+    free(g->ustats);
     exchange_pool_free(g);
     buf_pool_destroy(&g->inbufs);
     runtime_unref(&g->rt);
     free(g);
+}
+
+/* The worker's counter blocks for this configuration's routes and
+ * upstreams, found by name so that counts carry across reloads. */
+static int resolve_stats(struct gen *g, struct worker *w)
+{
+    const struct cfg *cfg = g->cfg;
+    char label[320];
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct cfg_route *r = &cfg->routes[i];
+        metrics_route_label(r->host, r->wildcard, r->path, label, sizeof(label));
+        if ((g->rstats[i] = metrics_route(&w->metrics, label)) == NULL)
+            return -1;
+    }
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        if ((g->ustats[i] = metrics_upstream(&w->metrics, cfg->upstreams[i].name)) == NULL)
+            return -1;
+    g->noroute = metrics_route(&w->metrics, "");
+    return g->noroute ? 0 : -1;
 }
 
 struct gen *gen_new(struct worker *w, struct runtime *rt, char *err, size_t errlen)
@@ -59,13 +81,17 @@ struct gen *gen_new(struct worker *w, struct runtime *rt, char *err, size_t errl
     g->tls = calloc(cfg->nlisteners, sizeof(*g->tls));
     g->tickets = calloc(cfg->nlisteners, sizeof(*g->tickets));
     g->lstats = calloc(cfg->nlisteners, sizeof(*g->lstats));
+    g->rstats = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*g->rstats));
+    g->ustats = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*g->ustats));
     g->upstreams = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*g->upstreams));
-    if (g->tls == NULL || g->tickets == NULL || g->lstats == NULL || g->upstreams == NULL) {
+    if (g->tls == NULL || g->tickets == NULL || g->lstats == NULL || g->upstreams == NULL ||
+        g->rstats == NULL || g->ustats == NULL || resolve_stats(g, w) != 0) {
         snprintf(err, errlen, "worker %u: out of memory", w->id);
         goto fail;
     }
     for (size_t i = 0; i < cfg->nupstreams; i++)
-        if (upstream_pool_init(&g->upstreams[i], w, &cfg->upstreams[i]) != 0) {
+        if (upstream_pool_init(&g->upstreams[i], w, &cfg->upstreams[i],
+                               rt->health ? rt->health[i] : NULL) != 0) {
             snprintf(err, errlen, "worker %u: out of memory", w->id);
             goto fail;
         }
@@ -81,6 +107,8 @@ struct gen *gen_new(struct worker *w, struct runtime *rt, char *err, size_t errl
             snprintf(err, errlen, "worker %u: out of memory", w->id);
             goto fail;
         }
+        if (!lc->has_tls)
+            continue; /* a redirect listener */
         if (rt->seeds[i] != NULL) {
             g->tickets[i] = res.tickets = ticket_keys_new(rt->seeds[i], &g->lstats[i]->tickets);
             if (res.tickets == NULL) {

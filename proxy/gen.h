@@ -32,6 +32,9 @@ struct gen {
     struct tls_ctx_set **tls;       /* per listener */
     struct ticket_keys **tickets;   /* per listener; NULL entries: no tickets */
     struct listener_stats **lstats; /* per listener: the worker's counters */
+    struct route_stats **rstats;    /* per route */
+    struct route_stats *noroute;    /* requests that matched no route */
+    struct upstream_stats **ustats; /* per upstream */
     struct upstream_pool *upstreams;/* per upstream */
     struct buf_pool inbufs;         /* request and response heads */
     void *free_exchanges;           /* recycled struct exchange */

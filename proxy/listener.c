@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "gen.h"
 #include "log.h"
+#include "redirect.h"
 #include "strutil.h"
 #include "worker.h"
 
@@ -88,7 +90,10 @@ static void on_listener_connection(uv_stream_t *server, int status)
         log_warn("listener on %s: accept: %s", l->bind, uv_strerror(status));
         return;
     }
-    conn_accept(l);
+    if (l->w->gen->cfg->listeners[l->index].redirect_to_https)
+        redirect_accept(l);
+    else
+        conn_accept(l);
 }
 
 struct listener *listener_start(struct worker *w, const struct cfg_listener *cfg, size_t index,

@@ -14,8 +14,10 @@
 
 #include <uv.h>
 
+#include "admin.h"
 #include "cert.h"
 #include "config.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "runtime.h"
@@ -24,6 +26,7 @@
 #include "tickets.h"
 #include "tls.h"
 #include "version.h"
+#include "watch.h"
 #include "worker.h"
 
 #define DEFAULT_CONFIG "/etc/moat/moat.yaml"
@@ -53,12 +56,16 @@ struct app {
     unsigned started;
     uv_loop_t *loop;
     uv_signal_t signals[4];
-    uv_async_t applied;         /* workers report a reload applied */
+    uv_async_t applied;         /* workers report a reload applied, or their exit */
     unsigned pending_acks;      /* atomic: workers yet to apply rt */
+    unsigned exited;            /* atomic: workers whose loop ended */
+    struct admin *admin;
+    struct health *health;
+    struct watch *watch;
     int reloading;
     int reload_again;           /* SIGHUP while reloading: coalesced */
     uint64_t reloads_ok, reloads_failed;
-    int stopping;
+    int stopping;               /* draining: /healthz says 503 */
 };
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -125,6 +132,16 @@ static int write_listen_file(const struct app *a, const char *path)
         runtime_bound_address(a->rt, i, addr, sizeof(addr));
         fprintf(f, "%s %s\n", a->rt->cfg->listeners[i].name, addr);
     }
+    /* "@admin" cannot clash: listener names never start with "@". */
+    if (a->rt->cfg->admin.enabled) {
+        struct sockaddr_storage ss = a->rt->cfg->admin.addr;
+        if (ss.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)a->rt->admin_port);
+        else
+            ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)a->rt->admin_port);
+        format_sockaddr((struct sockaddr *)&ss, addr, sizeof(addr));
+        fprintf(f, "@admin %s\n", addr);
+    }
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         log_error("%s: %s", path, strerror(errno));
         return -1;
@@ -137,11 +154,49 @@ static void log_listeners(const struct runtime *rt)
     char addr[64];
     for (size_t i = 0; i < rt->cfg->nlisteners; i++) {
         runtime_bound_address(rt, i, addr, sizeof(addr));
-        log_info("listener \"%s\" on https://%s", rt->cfg->listeners[i].name, addr);
+        const struct cfg_listener *l = &rt->cfg->listeners[i];
+        if (l->redirect_to_https)
+            log_info("listener \"%s\" on http://%s (redirects to https, port %llu)", l->name,
+                     addr, (unsigned long long)l->redirect_to_https);
+        else
+            log_info("listener \"%s\" on https://%s", l->name, addr);
     }
 }
 
 static void start_reload(struct app *a);
+
+static void start_admin(struct app *a, struct runtime *rt)
+{
+    char err[256];
+    struct admin_source src = {
+        .workers = a->workers,
+        .nworkers = &a->started,
+        .rt = &a->rt,
+        .health = NULL,
+        .reloads_ok = &a->reloads_ok,
+        .reloads_failed = &a->reloads_failed,
+        .draining = &a->stopping,
+    };
+    src.health = a->health;
+    int fd = rt->admin_fd;
+    rt->admin_fd = -1;
+    a->admin = admin_start(a->loop, fd, &src, err, sizeof(err));
+    if (a->admin == NULL)
+        log_error("%s", err);
+}
+
+/* A reload may move, start or stop the admin listener. */
+static void switch_admin(struct app *a, struct runtime *rt)
+{
+    if (!rt->cfg->admin.enabled) {
+        admin_stop(&a->admin);
+        return;
+    }
+    if (rt->admin_fd < 0)
+        return; /* same address: the listener stays */
+    admin_stop(&a->admin);
+    start_admin(a, rt);
+}
 
 static void finish_reload(struct app *a)
 {
@@ -153,12 +208,32 @@ static void finish_reload(struct app *a)
     }
 }
 
-/* Runs on the main loop after a worker switched. */
+/* The admin endpoint answers until every worker has drained. */
+static void close_main_handles(struct app *a)
+{
+    admin_stop(&a->admin);
+    health_stop(&a->health);
+    watch_stop(&a->watch);
+    if (!uv_is_closing((uv_handle_t *)&a->applied))
+        uv_close((uv_handle_t *)&a->applied, NULL);
+}
+
+/* Runs on the main loop after a worker switched, or ended. */
 static void on_workers_applied(uv_async_t *h)
 {
     struct app *a = h->data;
     if (a->reloading && __atomic_load_n(&a->pending_acks, __ATOMIC_ACQUIRE) == 0)
         finish_reload(a);
+    if (a->stopping && __atomic_load_n(&a->exited, __ATOMIC_ACQUIRE) == a->started)
+        close_main_handles(a);
+}
+
+static void on_worker_exit(struct worker *w, void *arg)
+{
+    struct app *a = arg;
+    (void)w;
+    __atomic_add_fetch(&a->exited, 1, __ATOMIC_ACQ_REL);
+    uv_async_send(&a->applied);
 }
 
 /* A worker's thread: one more worker runs the new runtime. */
@@ -184,6 +259,10 @@ static void start_reload(struct app *a)
         return;
     }
     struct runtime *rt = runtime_load(a->config_path, a->rt, a->nworkers, 0, err, sizeof(err));
+    if (rt != NULL && health_apply(a->health, rt) != 0) {
+        snprintf(err, sizeof(err), "health checks: out of memory");
+        runtime_unref(&rt);
+    }
     if (rt == NULL) {
         a->reloads_failed++;
         log_error("reload failed, still serving the previous configuration:");
@@ -199,6 +278,8 @@ static void start_reload(struct app *a)
         log_error("reload: access log %s: %s", rt->cfg->log.access, strerror(-rc));
     a->reloads_ok++;
     a->reloading = 1;
+    switch_admin(a, rt);
+    watch_apply(a->watch, rt->cfg);
     runtime_unref(&a->rt);
     a->rt = rt;
     log_info("reload %llu: configuration loaded", (unsigned long long)rt->generation);
@@ -226,7 +307,8 @@ static void on_signal(uv_signal_t *s, int signum)
             worker_stop(&a->workers[i]);
         for (size_t i = 0; i < ARRAY_SIZE(a->signals); i++)
             uv_close((uv_handle_t *)&a->signals[i], NULL);
-        uv_close((uv_handle_t *)&a->applied, NULL);
+        if (__atomic_load_n(&a->exited, __ATOMIC_ACQUIRE) == a->started)
+            close_main_handles(a);
         return;
     case SIGUSR1: {
         int rc = log_access_open(a->rt->cfg->log.access);
@@ -294,6 +376,15 @@ static void log_resumption_summary(const struct app *a)
     }
 }
 
+static void on_certificates_changed(void *arg)
+{
+    struct app *a = arg;
+    if (a->stopping)
+        return;
+    log_info("certificate files changed: reloading");
+    start_reload(a);
+}
+
 static void start_signals(struct app *a)
 {
     static const int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
@@ -305,6 +396,8 @@ static void start_signals(struct app *a)
     }
     uv_async_init(a->loop, &a->applied, on_workers_applied);
     a->applied.data = a;
+    a->health = health_new(a->loop);
+    a->watch = watch_new(a->loop, on_certificates_changed, a);
 }
 
 static int start_workers(struct app *a)
@@ -314,7 +407,8 @@ static int start_workers(struct app *a)
     if (a->workers == NULL)
         return -1;
     for (unsigned i = 0; i < a->nworkers; i++) {
-        if (worker_init(&a->workers[i], i, a->rt, on_worker_applied, a, err, sizeof(err)) != 0) {
+        struct worker_hooks hooks = {on_worker_applied, on_worker_exit, a};
+        if (worker_init(&a->workers[i], i, a->rt, &hooks, err, sizeof(err)) != 0) {
             log_error("%s", err);
             worker_destroy(&a->workers[i]);
             return -1;
@@ -334,7 +428,15 @@ static int run(struct app *a, const char *listen_file)
     int rc = 0;
     /* Signals first: a SIGTERM during start-up still means a clean stop. */
     start_signals(a);
-    if (start_workers(a) != 0 || (listen_file != NULL && write_listen_file(a, listen_file) != 0))
+    if (a->health == NULL || a->watch == NULL || health_apply(a->health, a->rt) != 0 ||
+        watch_apply(a->watch, a->rt->cfg) != 0 || start_workers(a) != 0)
+        rc = 1;
+    if (rc == 0 && a->rt->cfg->admin.enabled) {
+        start_admin(a, a->rt);
+        if (a->admin == NULL)
+            rc = 1;
+    }
+    if (rc == 0 && listen_file != NULL && write_listen_file(a, listen_file) != 0)
         rc = 1;
     if (rc == 0) {
         log_listeners(a->rt);

@@ -79,6 +79,8 @@ static int load_certificates(struct runtime *rt, struct errbuf *e)
     int failed = 0;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *l = &cfg->listeners[i];
+        if (!l->has_tls)
+            continue; /* a redirect listener */
         size_t n = l->tls.ncerts ? l->tls.ncerts : 1;
         rt->certs[i] = calloc(n, sizeof(struct cert_pair));
         if (rt->certs[i] == NULL)
@@ -117,6 +119,8 @@ static int load_resumption(struct runtime *rt, const struct runtime *prev, struc
         const struct cfg_session_tickets *t = &l->tls.session_tickets;
         size_t j = 0;
         const struct cfg_listener *old = prev ? find_listener(prev->cfg, l->name, &j) : NULL;
+        if (!l->has_tls)
+            continue;
         if (sc->size > 0) {
             if (old != NULL && prev->caches[j] != NULL) {
                 rt->caches[i] = prev->caches[j];
@@ -186,6 +190,29 @@ static int bind_listeners(struct runtime *rt, const struct runtime *prev, struct
     return 0;
 }
 
+/* The admin listener keeps its socket when its address is unchanged. */
+static int bind_admin(struct runtime *rt, const struct runtime *prev, struct errbuf *e)
+{
+    const struct cfg *cfg = rt->cfg;
+    char err[512];
+    if (!cfg->admin.enabled)
+        return 0;
+    if (prev != NULL && prev->cfg->admin.enabled &&
+        strcmp(prev->cfg->admin.bind, cfg->admin.bind) == 0) {
+        rt->admin_port = prev->admin_port;
+        return 0;
+    }
+    struct cfg_listener as_listener = {.name = "admin", .bind = cfg->admin.bind,
+                                       .addr = cfg->admin.addr};
+    int fd;
+    if (listener_bind_group(&as_listener, 1, &fd, &rt->admin_port, err, sizeof(err)) != 0) {
+        add_error(e, "%s:%u:%u: %s", cfg->path, cfg->admin.pos.line, cfg->admin.pos.col, err);
+        return -1;
+    }
+    rt->admin_fd = fd;
+    return 0;
+}
+
 struct runtime *runtime_load(const char *path, const struct runtime *prev, unsigned nworkers,
                              int check_only, char *err, size_t errlen)
 {
@@ -197,6 +224,7 @@ struct runtime *runtime_load(const char *path, const struct runtime *prev, unsig
         return NULL;
     }
     rt->refs = 1;
+    rt->admin_fd = -1;
     rt->generation = prev ? prev->generation + 1 : 1;
     int rc = path ? cfg_load(path, &rt->cfg, err, errlen) : cfg_load_default(&rt->cfg, err, errlen);
     if (rc != 0) {
@@ -218,7 +246,7 @@ struct runtime *runtime_load(const char *path, const struct runtime *prev, unsig
     /* Both steps report all their errors before giving up. */
     int bad = load_certificates(rt, &e) != 0;
     bad |= load_resumption(rt, prev, &e) != 0;
-    if (bad || (!check_only && bind_listeners(rt, prev, &e) != 0)) {
+    if (bad || (!check_only && (bind_listeners(rt, prev, &e) != 0 || bind_admin(rt, prev, &e) != 0))) {
         if (e.len == 0)
             add_error(&e, "out of memory");
         goto fail;
@@ -261,6 +289,11 @@ void runtime_unref(struct runtime **rtp)
         if (rt->seeds)
             ticket_seed_unref(&rt->seeds[i]);
     }
+    for (size_t u = 0; rt->health != NULL && u < rt->cfg->nupstreams; u++)
+        free(rt->health[u]);
+    free(rt->health);
+    if (rt->admin_fd >= 0)
+        close(rt->admin_fd);
     free(rt->certs);
     free(rt->ncerts);
     free(rt->listen_fds);

@@ -18,6 +18,7 @@
 #include "cert.h"
 #include "config.h"
 
+struct health_state;
 struct sesscache;
 struct ticket_seed;
 
@@ -38,6 +39,11 @@ struct runtime {
     unsigned *ports;            /* bound port per listener */
     struct sesscache **caches;  /* per listener; NULL: disabled */
     struct ticket_seed **seeds; /* per listener; NULL: no tickets */
+    /* [upstream][server] verdicts of active checks, filled by main before
+     * the workers see the runtime; NULL rows for unchecked upstreams. */
+    struct health_state ***health;
+    int admin_fd;               /* bound for this runtime; -1: none or unchanged */
+    unsigned admin_port;
 };
 
 /*

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "health.h"
 #include "log.h"
 #include "strutil.h"
 #include "worker.h"
@@ -40,11 +41,20 @@ static void remove_idle(struct upconn *up)
     up->next_idle = NULL;
 }
 
+static void uncount(struct upconn *up)
+{
+    if (up->counted) {
+        up->pool->active[up->server]--;
+        up->counted = 0;
+    }
+}
+
 void upconn_close(struct upconn *up)
 {
     if (up->closing)
         return;
     up->closing = 1;
+    uncount(up);
     if (up->owner == NULL)
         remove_idle(up);
     up->owner = NULL;
@@ -129,17 +139,38 @@ static void on_upconn_connect(uv_connect_t *req, int status)
     up->ops->on_connect(up->owner, up, status);
 }
 
-int upstream_pool_init(struct upstream_pool *p, struct worker *w, const struct cfg_upstream *cfg)
+int upstream_pool_init(struct upstream_pool *p, struct worker *w, const struct cfg_upstream *cfg,
+                       struct health_state **health)
 {
+    size_t n = cfg->nservers ? cfg->nservers : 1;
     memset(p, 0, sizeof(*p));
     p->cfg = cfg;
     p->w = w;
-    p->idle = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->idle));
-    p->nidle = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->nidle));
+    p->health = health;
+    p->idle = calloc(n, sizeof(*p->idle));
+    p->nidle = calloc(n, sizeof(*p->nidle));
+    p->active = calloc(n, sizeof(*p->active));
+    p->down_until = calloc(n, sizeof(*p->down_until));
     /* Workers start at different servers so that they do not all hit the
      * first one at once. */
     p->next = cfg->nservers ? w->id % cfg->nservers : 0;
-    return p->idle && p->nidle ? 0 : UV_ENOMEM;
+    return p->idle && p->nidle && p->active && p->down_until ? 0 : UV_ENOMEM;
+}
+
+void upstream_mark_failed(struct upstream_pool *p, size_t server)
+{
+    /* A lone server is never taken out: there is nothing better to try
+     * (nginx does the same). */
+    if (p->cfg->nservers > 1)
+        p->down_until[server] = uv_now(&p->w->loop) + UPSTREAM_FAIL_TIMEOUT_MS;
+}
+
+static int usable(const struct upstream_pool *p, size_t s, uint64_t now)
+{
+    if (p->health != NULL && p->health[s] != NULL &&
+        !__atomic_load_n(&p->health[s]->up, __ATOMIC_RELAXED))
+        return 0;
+    return p->down_until[s] <= now;
 }
 
 void upstream_pool_close(struct upstream_pool *p)
@@ -150,8 +181,12 @@ void upstream_pool_close(struct upstream_pool *p)
                 upconn_close(p->idle[s]);
     free(p->idle);
     free(p->nidle);
+    free(p->active);
+    free(p->down_until);
     p->idle = NULL;
     p->nidle = NULL;
+    p->active = NULL;
+    p->down_until = NULL;
 }
 
 struct upconn *upstream_connect(struct upstream_pool *p, size_t server,
@@ -182,20 +217,38 @@ struct upconn *upstream_connect(struct upstream_pool *p, size_t server,
         return NULL;
     }
     uv_timer_start(&up->timer, on_upconn_timer, p->cfg->connect_timeout_ms, 0);
+    up->counted = 1;
+    p->active[server]++;
     return up;
+}
+
+/* The server to use next, or -1 when none is left to try. */
+static long pick_server(struct upstream_pool *p, const uint64_t *tried)
+{
+    size_t n = p->cfg->nservers;
+    uint64_t now = uv_now(&p->w->loop);
+    long best = -1;
+    for (size_t i = 0; i < n; i++) {
+        size_t s = (p->next + i) % n;
+        if ((s < 64 && (*tried & (1ull << s))) || !usable(p, s, now))
+            continue;
+        if (!p->cfg->least_conn)
+            return (long)s;
+        if (best < 0 || p->active[s] < p->active[best])
+            best = (long)s;
+    }
+    return best;
 }
 
 struct upconn *upstream_acquire(struct upstream_pool *p, uint64_t *tried,
                                 const struct upconn_owner_ops *ops, void *owner)
 {
-    size_t n = p->cfg->nservers;
-    for (size_t i = 0; i < n; i++) {
-        size_t s = (p->next + i) % n;
-        uint64_t bit = s < 64 ? 1ull << s : 0;
-        if (*tried & bit)
-            continue;
-        *tried |= bit;
-        p->next = (s + 1) % n;
+    long picked;
+    while ((picked = pick_server(p, tried)) >= 0) {
+        size_t s = (size_t)picked;
+        if (s < 64)
+            *tried |= 1ull << s;
+        p->next = (s + 1) % p->cfg->nservers;
         struct upconn *up = p->idle[s];
         if (up != NULL) {
             /* It keeps reading: the owner now gets what arrives. */
@@ -204,11 +257,12 @@ struct upconn *upstream_acquire(struct upstream_pool *p, uint64_t *tried,
             up->ops = ops;
             up->owner = owner;
             up->reused = 1;
-            return up;
+            up->counted = 1;
+            p->active[s]++;
+        } else if ((up = upstream_connect(p, s, ops, owner)) == NULL) {
+            continue;
         }
-        up = upstream_connect(p, s, ops, owner);
-        if (up != NULL)
-            return up;
+        return up;
     }
     return NULL;
 }
@@ -223,6 +277,7 @@ void upconn_release(struct upconn *up)
         upconn_close(up);
         return;
     }
+    uncount(up);
     up->owner = NULL;
     up->ops = NULL;
     up->reused = 0;

@@ -19,6 +19,7 @@
 
 struct worker;
 struct upconn;
+struct health_state;
 
 /* What the exchange using a connection hears about it. */
 struct upconn_owner_ops {
@@ -43,27 +44,40 @@ struct upconn {
     struct upconn *next_idle;
     int connected;
     int reading;
+    int counted;                /* in pool->active for least_conn */
     int reused;                 /* came from the keep-alive pool */
     int closing;
     int handles;                /* libuv handles not yet closed */
 };
 
-/* One per configured upstream per worker. */
+/* One per configured upstream per worker generation. */
 struct upstream_pool {
     const struct cfg_upstream *cfg;
     struct worker *w;
+    struct health_state **health; /* per server; NULL: no active checks */
     size_t next;                /* round-robin cursor */
     struct upconn **idle;       /* per server: LIFO of idle connections */
     unsigned *nidle;
+    unsigned *active;           /* per server: connections in use */
+    uint64_t *down_until;       /* per server: skipped until then (uv_now ms) */
 };
 
-int upstream_pool_init(struct upstream_pool *p, struct worker *w, const struct cfg_upstream *cfg);
+/* How long a server that refused a connection is skipped by a worker when
+ * the upstream has others (nginx's fail_timeout). */
+#define UPSTREAM_FAIL_TIMEOUT_MS 10000
+
+int upstream_pool_init(struct upstream_pool *p, struct worker *w, const struct cfg_upstream *cfg,
+                       struct health_state **health);
+/* A connect to server failed or timed out: skip it for a while. */
+void upstream_mark_failed(struct upstream_pool *p, size_t server);
 /* Closes idle connections; in-use ones belong to their exchanges. */
 void upstream_pool_close(struct upstream_pool *p);
 
 /*
- * Picks a server not in tried (a bitmask over the first 64 servers), takes
- * an idle connection to it or starts connecting.  on_connect fires for new
+ * Picks a server not in tried (a bitmask over the first 64 servers) that is
+ * neither failing its health checks nor marked failed: round robin, or the
+ * fewest connections in use with least_conn.  Takes an idle connection to
+ * it or starts connecting.  on_connect fires for new
  * connections only; a pooled one is returned ready (up->reused set).
  * Returns NULL when every server was tried or memory ran out.
  */

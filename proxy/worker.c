@@ -15,6 +15,7 @@
 #include "gen.h"
 #include "listener.h"
 #include "log.h"
+#include "redirect.h"
 #include "runtime.h"
 #include "strutil.h"
 
@@ -87,6 +88,7 @@ static void on_drain_deadline(uv_timer_t *t)
                  (unsigned long long)w->nconns);
     for (struct conn *c = w->conns; c != NULL; c = c->next)
         conn_abort(c);
+    redirect_drain(w, 1);
 }
 
 static void begin_stop(struct worker *w)
@@ -100,6 +102,7 @@ static void begin_stop(struct worker *w)
         next = c->next;
         conn_drain(c);
     }
+    redirect_drain(w, 0);
     if (w->nconns == 0) {
         finish_stop(w);
         return;
@@ -191,19 +194,18 @@ static void on_wakeup(uv_async_t *a)
         else if (apply_runtime(w, rt, err, sizeof(err)) != 0)
             log_error("worker %u: reload not applied: %s", w->id, err);
         runtime_unref(&rt);
-        w->on_applied(w, w->on_applied_arg);
+        w->hooks.on_applied(w, w->hooks.arg);
     }
     if (__atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE))
         begin_stop(w);
 }
 
-int worker_init(struct worker *w, unsigned id, struct runtime *rt, worker_applied_cb on_applied,
-                void *arg, char *err, size_t errlen)
+int worker_init(struct worker *w, unsigned id, struct runtime *rt,
+                const struct worker_hooks *hooks, char *err, size_t errlen)
 {
     memset(w, 0, offsetof(struct worker, read_buf));
     w->id = id;
-    w->on_applied = on_applied;
-    w->on_applied_arg = arg;
+    w->hooks = *hooks;
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "worker %u: cannot create an event loop", id);
         return -1;
@@ -225,6 +227,7 @@ static void worker_main(void *arg)
 {
     struct worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    w->hooks.on_exit(w, w->hooks.arg);
 }
 
 int worker_start(struct worker *w)
@@ -239,7 +242,7 @@ void worker_post_runtime(struct worker *w, struct runtime *rt)
     if (old != NULL) {
         /* Superseded before the worker took it: it still reports once. */
         runtime_unref(&old);
-        w->on_applied(w, w->on_applied_arg);
+        w->hooks.on_applied(w, w->hooks.arg);
     }
     uv_async_send(&w->wakeup);
 }

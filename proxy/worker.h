@@ -18,6 +18,7 @@
 
 struct conn;
 struct gen;
+struct redir;
 struct listener;
 struct runtime;
 struct worker;
@@ -25,9 +26,14 @@ struct worker;
 #define WORKER_READ_BUF (64 * 1024)
 #define WORKER_SCRATCH (16 * 1024)
 
-/* Told when a worker has applied a posted runtime (from the worker's
- * thread; wake the main loop with an async handle). */
-typedef void (*worker_applied_cb)(struct worker *w, void *arg);
+/* Called on the worker's thread: wake the main loop with an async handle. */
+typedef void (*worker_event_cb)(struct worker *w, void *arg);
+
+struct worker_hooks {
+    worker_event_cb on_applied;     /* a posted runtime is in use (or dropped) */
+    worker_event_cb on_exit;        /* the loop has ended: drained */
+    void *arg;
+};
 
 struct worker {
     unsigned id;
@@ -43,13 +49,13 @@ struct worker {
     struct buf_pool chunks;             /* output queues */
 
     struct conn *conns;                 /* every open client connection */
+    struct redir *redirects;            /* open redirect connections */
     uint64_t nconns;
 
     int stopping;
     int stop_requested;                 /* set by another thread */
     struct runtime *posted;             /* set by another thread (atomic exchange) */
-    worker_applied_cb on_applied;
-    void *on_applied_arg;
+    struct worker_hooks hooks;
     struct metrics metrics;
     struct log_buf access;
 
@@ -59,8 +65,8 @@ struct worker {
 
 /* Prepares w on the calling thread: its loop, and a generation for rt
  * with listeners on rt's sockets.  Returns 0 or -1 with err set. */
-int worker_init(struct worker *w, unsigned id, struct runtime *rt, worker_applied_cb on_applied,
-                void *arg, char *err, size_t errlen);
+int worker_init(struct worker *w, unsigned id, struct runtime *rt,
+                const struct worker_hooks *hooks, char *err, size_t errlen);
 int worker_start(struct worker *w);
 /* From any thread: switch new connections to rt (a reload).  Takes a
  * reference to rt; on_applied fires once the worker has switched. */

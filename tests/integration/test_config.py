@@ -191,9 +191,6 @@ def test_t_key_does_not_match_cert(tmp_path, certs):
 
 UNSUPPORTED = [
     ("client_auth", "tls_extra", "client_auth:\n  ca: ca.pem"),
-    ("health_check", "upstream_extra", "health_check:\n  path: /healthz"),
-    ("least_conn", "upstream_extra", "balance: least_conn"),
-    ("admin", "extra", "admin:\n  bind: \"127.0.0.1:0\"\n"),
 ]
 
 
@@ -207,13 +204,15 @@ def test_t_not_supported_yet(tmp_path, certs, key, where, text):
     assert key in err
 
 
-def test_t_redirect_listener_not_supported_yet(tmp_path, certs):
+def test_t_listener_needs_tls_or_redirect(tmp_path, certs):
     yaml_text = basic_yaml(certs, ["127.0.0.1:9"]).replace(
-        "routes:", "  - name: redirect\n    bind: \"127.0.0.1:0\"\n    redirect_to_https: 443\n"
-        "routes:")
+        "routes:", "  - name: both\n    bind: \"127.0.0.1:0\"\n    redirect_to_https: 443\n"
+        "    tls:\n      certificates:\n        - cert: %s\n          key: %s\n"
+        "  - name: neither\n    bind: \"127.0.0.1:0\"\nroutes:" % (certs.site_cert, certs.site_key))
     r, out, err = check(tmp_path, yaml_text)
     assert r.returncode == 1
-    assert "not supported yet" in err and "redirect_to_https" in err, err
+    assert 'listener "both": needs exactly one of "tls"' in err, err
+    assert 'listener "neither": needs exactly one of "tls"' in err, err
     assert re.search(r"moat\.yaml:\d+:\d+: ", err), err
 
 

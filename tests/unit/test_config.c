@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "strutil.h"
 #include "log.h"
 
 /* Lines 1-7, 8-10 and 11-13 of a minimal valid configuration. */
@@ -574,8 +575,8 @@ static void test_errors_exact(void)
     expect_error("listeners:\n"
                  "  - name: a\n"
                  "    bind: \"127.0.0.1:8443\"\n" BASE_ROUTES BASE_UPSTREAMS,
-                 "t.yaml:2:5: listener \"a\": \"tls\" is required (redirect_to_https is not "
-                 "supported yet)");
+                 "t.yaml:2:5: listener \"a\": needs exactly one of \"tls\" (HTTPS) and "
+                 "\"redirect_to_https\" (plain HTTP answering with redirects)");
     expect_error("listeners:\n"
                  "  - name: a b\n"
                  "    bind: \"127.0.0.1:8443\"\n"
@@ -805,26 +806,65 @@ static void test_resumption(void)
                  "t.yaml:9:9: unknown key \"entries\" in session_cache");
 }
 
+/* Lifecycle keys (issue 4): redirect listeners, health checks, least_conn,
+ * the admin listener and certificate watching. */
+static void test_lifecycle_keys(void)
+{
+    struct cfg *c = load(BASE_LISTENERS "      watch: true\n"
+                         "  - name: plain\n"
+                         "    bind: \"127.0.0.1:8080\"\n"
+                         "    redirect_to_https: 8443\n" BASE_ROUTES BASE_UPSTREAMS
+                         "    balance: least_conn\n"
+                         "    health_check:\n"
+                         "      path: /healthz\n"
+                         "      interval: 2s\n"
+                         "admin:\n"
+                         "  bind: \"127.0.0.1:9901\"\n");
+    if (c != NULL) {
+        CHECK_INT(c->listeners[0].tls.watch, 1);
+        CHECK_INT(c->listeners[0].redirect_to_https, 0);
+        CHECK_INT(c->listeners[1].has_tls, 0);
+        CHECK_INT(c->listeners[1].redirect_to_https, 8443);
+        CHECK_INT(c->upstreams[0].least_conn, 1);
+        CHECK_INT(c->upstreams[0].health_check.enabled, 1);
+        CHECK_STR(c->upstreams[0].health_check.path, "/healthz");
+        CHECK_INT(c->upstreams[0].health_check.interval_ms, 2000);
+        CHECK_INT(c->upstreams[0].health_check.timeout_ms, 2000);
+        CHECK_INT(c->admin.enabled, 1);
+        CHECK_INT(sockaddr_port((struct sockaddr *)&c->admin.addr), 9901);
+        cfg_free(&c);
+    }
+    c = load(BASE);
+    if (c != NULL) {
+        CHECK_INT(c->admin.enabled, 0);
+        CHECK_INT(c->upstreams[0].health_check.enabled, 0);
+        CHECK_INT(c->upstreams[0].least_conn, 0);
+        CHECK_INT(c->listeners[0].tls.watch, 0);
+        cfg_free(&c);
+    }
+    expect_error(BASE_LISTENERS "    redirect_to_https: 443\n" BASE_ROUTES BASE_UPSTREAMS,
+                 "t.yaml:2:5: listener \"a\": needs exactly one of \"tls\" (HTTPS) and "
+                 "\"redirect_to_https\" (plain HTTP answering with redirects)");
+    expect_error(BASE "    health_check:\n      interval: 1s\n",
+                 "t.yaml:15:7: health_check: missing required key \"path\"");
+    expect_error(BASE "    health_check:\n      path: healthz\n",
+                 "t.yaml:15:13: upstream \"web\": health_check.path must start with \"/\" and "
+                 "hold no spaces or control characters");
+    expect_error(BASE "admin:\n", "t.yaml: admin: missing required key \"bind\"");
+    expect_error(BASE "admin:\n  bind: \"localhost:9901\"\n",
+                 "t.yaml:15:9: admin: bind \"localhost:9901\": \"localhost\" is not a numeric IP "
+                 "address");
+    expect_error(BASE "    balance: random\n",
+                 "t.yaml:14:14: \"balance\": \"random\" is not one of \"round_robin\", "
+                 "\"least_conn\"");
+}
+
 static void test_unsupported(void)
 {
     expect_error(BASE_LISTENERS
                  "      client_auth:\n"
                  "        ca: ca.pem\n" BASE_ROUTES BASE_UPSTREAMS,
                  "t.yaml:8:7: \"client_auth\" is not supported yet");
-    expect_error(BASE_LISTENERS
-                 "    redirect_to_https: 443\n" BASE_ROUTES BASE_UPSTREAMS,
-                 "t.yaml:8:5: \"redirect_to_https\" is not supported yet");
-    expect_error(BASE "    health_check:\n      path: /healthz\n",
-                 "t.yaml:14:5: \"health_check\" is not supported yet");
-    expect_error(BASE "admin:\n  bind: \"127.0.0.1:9901\"\n",
-                 "t.yaml:14:1: \"admin\" is not supported yet");
-    expect_error(BASE "    balance: least_conn\n",
-                 "t.yaml:14:14: upstream \"web\": balance \"least_conn\" is not supported yet");
-    expect_error(BASE "    balance: random\n",
-                 "t.yaml:14:14: \"balance\": \"random\" is not one of \"round_robin\", "
-                 "\"least_conn\"");
-    /* Even null or empty, an unsupported key is refused. */
-    expect_error(BASE "admin:\n", "t.yaml:14:1: \"admin\" is not supported yet");
 }
 
 static void test_nulls(void)
@@ -1068,6 +1108,7 @@ int main(void)
     test_errors_yaml();
     test_errors_multiple();
     test_resumption();
+    test_lifecycle_keys();
     test_unsupported();
     test_nulls();
     test_trusted_proxies();

@@ -1,0 +1,18 @@
+/*
+ * redirect: plain-HTTP listeners with redirect_to_https.  Each connection
+ * reads one request head (strictly checked by http1), answers 308 with the
+ * https:// URL of the same host and target, and closes.  Nothing is
+ * forwarded anywhere.
+ */
+#ifndef MOAT_REDIRECT_H
+#define MOAT_REDIRECT_H
+
+struct listener;
+struct worker;
+
+/* uv_connection_cb work for a redirect listener. */
+void redirect_accept(struct listener *l);
+/* Shutdown: close connections still waiting for a request (now: all). */
+void redirect_drain(struct worker *w, int now);
+
+#endif
