@@ -122,6 +122,13 @@ static int inspect_leaf(struct cert_pair *pair, char *err, size_t errlen)
     for (DNS_entry *e = dc.altNames; e != NULL; e = e->next)
         if (e->type == ASN_DNS_TYPE && e->name != NULL)
             add_name(pair, e->name, (size_t)e->len);
+    /* wolfSSL lists subjectAltNames last first: restore the certificate's
+     * order, so that names[0] is the name it puts first. */
+    for (size_t i = 0; i < pair->nnames / 2; i++) {
+        char *t = pair->names[i];
+        pair->names[i] = pair->names[pair->nnames - 1 - i];
+        pair->names[pair->nnames - 1 - i] = t;
+    }
     if (pair->nnames == 0 && dc.subjectCN != NULL)
         add_name(pair, dc.subjectCN, (size_t)dc.subjectCNLen);
     pair->not_before = cert_date(dc.beforeDate, dc.beforeDateLen);

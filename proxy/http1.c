@@ -102,6 +102,14 @@ long http1_scan_head(struct http1_scan *sc, const char *buf, size_t len, int is_
             return sc->lines == 0 && is_request ? -414 : too_big;
         if (sc->lines == 0 && is_request && i + 1 > lim->max_uri)
             return -414;
+        /* A byte that cannot be part of a method is refused at once, not
+         * when a line ends: a TLS record sent to a plain port has none. */
+        if (is_request && !sc->method_done) {
+            if (buf[i] == ' ' && i > 0)
+                sc->method_done = 1;
+            else if (!is_tchar((unsigned char)buf[i]))
+                return -400;
+        }
         if (buf[i] != '\n')
             continue;
         if (i == sc->line_start || buf[i - 1] != '\r')

@@ -35,6 +35,7 @@ struct http1_scan {
     size_t pos;             /* next byte to examine */
     size_t line_start;
     unsigned lines;
+    int method_done;        /* the request method's space was seen */
 };
 
 /* Returns 0 when more bytes are needed, the head's length (blank line

@@ -82,6 +82,13 @@ int listener_bind_group(const struct cfg_listener *l, unsigned n, int *fds, unsi
     return 0;
 }
 
+int listener_same_socket(const struct cfg_listener *cfg, const char *name, const char *bind)
+{
+    if (strcmp(cfg->bind, bind) != 0)
+        return 0;
+    return sockaddr_port((const struct sockaddr *)&cfg->addr) != 0 || strcmp(cfg->name, name) == 0;
+}
+
 static void on_listener_connection(uv_stream_t *server, int status)
 {
     struct listener *l = server->data;
@@ -109,6 +116,7 @@ struct listener *listener_start(struct worker *w, const struct cfg_listener *cfg
     l->index = index;
     l->port = port;
     snprintf(l->bind, sizeof(l->bind), "%s", cfg->bind);
+    snprintf(l->name, sizeof(l->name), "%s", cfg->name);
     uv_tcp_init(&w->loop, &l->tcp);
     l->tcp.data = l;
     int rc = uv_tcp_open(&l->tcp, fd);

@@ -23,8 +23,14 @@ struct listener {
     struct worker *w;
     size_t index;               /* in the worker's current configuration */
     unsigned port;
-    char bind[128];             /* as configured: what a reload matches on */
+    char bind[128];             /* as configured */
+    char name[72];
 };
+
+/* 1 if a listener configured as cfg can keep the socket of one configured
+ * with name and bind: the same address, and the same name when the port
+ * is 0 (each port-0 listener has a port of its own). */
+int listener_same_socket(const struct cfg_listener *cfg, const char *name, const char *bind);
 
 /*
  * Binds n sockets to l->addr (port 0 picks one port for all of them).

@@ -241,6 +241,7 @@ void redirect_accept(struct listener *l)
     w->redirects = r;
     w->nconns++;
     STAT_INC(w->metrics.active);
+    STAT_INC(r->gen->lstats[l->index]->connections);
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&r->tcp) != 0 ||
         uv_read_start((uv_stream_t *)&r->tcp, on_redir_alloc, on_redir_read) != 0) {
         close_redir(r);

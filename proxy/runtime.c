@@ -168,7 +168,8 @@ static int bind_listeners(struct runtime *rt, const struct runtime *prev, struct
         const struct cfg_listener *l = &cfg->listeners[i];
         int inherited = 0;
         for (size_t j = 0; prev != NULL && j < prev->cfg->nlisteners; j++) {
-            if (strcmp(prev->cfg->listeners[j].bind, l->bind) == 0) {
+            const struct cfg_listener *o = &prev->cfg->listeners[j];
+            if (listener_same_socket(l, o->name, o->bind)) {
                 rt->ports[i] = prev->ports[j];
                 inherited = 1;
                 break;

@@ -137,7 +137,7 @@ static int switch_listeners(struct worker *w, struct runtime *rt, char *err, siz
             continue;
         }
         for (size_t j = 0; j < w->nlisteners && next[i] == NULL; j++) {
-            if (!kept[j] && strcmp(w->listeners[j]->bind, lc->bind) == 0) {
+            if (!kept[j] && listener_same_socket(lc, w->listeners[j]->name, w->listeners[j]->bind)) {
                 kept[j] = 1;
                 next[i] = w->listeners[j];
             }
