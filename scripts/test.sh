@@ -26,6 +26,7 @@ if [ "${MOAT_TEST_SKIP_ASAN:-0}" != 1 ]; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     export MOAT_TEST_TIMEOUT_SCALE=${MOAT_TEST_TIMEOUT_SCALE:-3}
+    export MOAT_TEST_SANITIZED=1
     run_suite "$root/build-asan" -DMOAT_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug
 fi
 echo "== all tests passed in $(( $(date +%s) - start ))s"

@@ -12,7 +12,7 @@ import signal
 import socket
 import ssl
 
-from moatlib import T, client_context, wait_for
+from moatlib import T, client_context, rss_kib, wait_for  # noqa: F401 (rss_kib re-exported)
 
 # --------------------------------------------------------------------------
 # certificates (python3-cryptography; the CA is the session's moatlib.Certs)
@@ -424,13 +424,6 @@ def listener_addr_from_log(m, name, after=0):
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def connect_refused(port, timeout=2):

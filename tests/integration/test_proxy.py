@@ -8,7 +8,7 @@ import time
 import pytest
 
 from moatlib import (T, Client, Raw, Resp, Stall, Upgrade, basic_yaml, curl, pattern_bytes,
-                     sha256, wait_for)
+                     rss_kib, sha256, wait_for)
 
 MB10 = 10 * 1024 * 1024
 
@@ -662,11 +662,7 @@ def test_stuck_upstream_backpressure_bounds_upload_buffering(proxy, certs):
 
 
 def m_rss_kib(m):
-    with open("/proc/%d/status" % m.proc.pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return rss_kib(m.proc.pid)
 
 
 def test_client_disconnect_mid_download_closes_upstream(proxy, certs):
