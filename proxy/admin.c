@@ -5,6 +5,8 @@
  */
 #include "admin.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include "metrics.h"
 #include "runtime.h"
 #include "sesscache.h"
+#include "strutil.h"
 #include "worker.h"
 
 #define ADMIN_MAX_REQUEST 8192
@@ -578,4 +581,55 @@ void admin_stop(struct admin **ap)
     for (struct admin_conn *c = a->conns; c != NULL; c = c->next)
         close_conn(c);
     uv_close((uv_handle_t *)&a->tcp, on_admin_close);
+}
+
+/* Waits for fd to be ready for events until deadline (poll milliseconds
+ * left in *left). */
+static int wait_fd(int fd, short events, int *left)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    uint64_t start = uv_hrtime();
+    int rc = poll(&p, 1, *left);
+    *left -= (int)((uv_hrtime() - start) / 1000000);
+    return rc == 1 ? 0 : -1;
+}
+
+int admin_probe(const char *addr, int timeout_ms)
+{
+    struct sockaddr_storage ss;
+    char why[128], buf[64];
+    if (parse_numeric_hostport(addr, &ss, why, sizeof(why)) != 0) {
+        fprintf(stderr, "moat: healthcheck: %s: %s\n", addr, why);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int left = timeout_ms, err = 0;
+    socklen_t elen = sizeof(err);
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: moat\r\nConnection: close\r\n\r\n";
+    size_t got = 0;
+    if (fd < 0)
+        goto fail;
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS)
+        goto fail;
+    if (wait_fd(fd, POLLOUT, &left) != 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
+        err != 0 || write(fd, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1))
+        goto fail;
+    while (got < 12 && left > 0 && wait_fd(fd, POLLIN, &left) == 0) {
+        ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    close(fd);
+    if (got >= 12 && strncmp(buf, "HTTP/1.1 200", 12) == 0)
+        return 0;
+    fprintf(stderr, "moat: healthcheck: %s answered \"%.12s\"\n", addr, got ? buf : "nothing");
+    return -1;
+fail:
+    fprintf(stderr, "moat: healthcheck: %s: %s\n", addr, strerror(err ? err : errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
 }

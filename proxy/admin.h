@@ -36,4 +36,11 @@ struct admin *admin_start(uv_loop_t *loop, int fd, const struct admin_source *sr
 /* Stops listening and closes open admin connections; frees asynchronously. */
 void admin_stop(struct admin **admin);
 
+/*
+ * The client side, for a container's HEALTHCHECK without a shell or curl:
+ * GET /healthz at addr ("ip:port"), blocking for at most timeout_ms.
+ * Returns 0 on 200, -1 otherwise (with the reason on stderr).
+ */
+int admin_probe(const char *addr, int timeout_ms);
+
 #endif

@@ -655,6 +655,24 @@ int cfg_load_string(const char *name, const char *text, size_t len, const char *
     return load_text(name, text, len, dir, 0, out, err, errlen);
 }
 
+int cfg_load_source(const struct cfg_source *src, struct cfg **out, char *err, size_t errlen)
+{
+    int rc;
+    switch (src->kind) {
+    case CFG_SOURCE_FILE:
+        return cfg_load(src->path, out, err, errlen);
+    case CFG_SOURCE_DEFAULT:
+        return cfg_load_default(out, err, errlen);
+    case CFG_SOURCE_TEXT:
+        rc = load_text(src->name, src->text, strlen(src->text), NULL, src->self_signed, out, err,
+                       errlen);
+        if (rc != 0 && src->explain != NULL)
+            src->explain(err, errlen);
+        return rc;
+    }
+    return -1;
+}
+
 int cfg_load_default(struct cfg **out, char *err, size_t errlen)
 {
     return load_text("<embedded default>", default_yaml, sizeof(default_yaml) - 1, NULL, 1, out,

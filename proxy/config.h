@@ -164,6 +164,26 @@ struct cfg {
     void *arena;             /* owns every pointer above */
 };
 
+/* Where a configuration comes from. */
+enum cfg_source_kind {
+    CFG_SOURCE_FILE = 0,    /* path */
+    CFG_SOURCE_DEFAULT,     /* the embedded default */
+    CFG_SOURCE_TEXT,        /* text built by moat itself (sidecar settings) */
+};
+
+struct cfg_source {
+    enum cfg_source_kind kind;
+    const char *path;       /* FILE */
+    const char *name;       /* TEXT: the name errors use */
+    const char *text;       /* TEXT */
+    int self_signed;        /* TEXT: a listener may have no certificate */
+    /* TEXT: rewrites errors (which cite name:line:col) in place. */
+    void (*explain)(char *err, size_t errlen);
+};
+
+/* Loads and validates what src describes; errors as for cfg_load(). */
+int cfg_load_source(const struct cfg_source *src, struct cfg **out, char *err, size_t errlen);
+
 /*
  * Loads and validates path.  On success returns 0 and *out; on failure
  * returns -1 and writes "file:line:col: message" lines (at most errlen

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "runtime.h"
+#include "sidecar.h"
 #include "sesscache.h"
 #include "strutil.h"
 #include "tickets.h"
@@ -34,22 +35,39 @@
 
 static const char usage_text[] =
     "usage: moat [-c FILE] [-t] [-V] [-h] [--listen-file FILE]\n"
-    "  -c, --config FILE     configuration file (default: $MOAT_CONFIG, else " DEFAULT_CONFIG ")\n"
+    "       moat --upstream ADDR [--listen ADDR] [--cert FILE --key FILE] [--admin ADDR|off]\n"
+    "            [--redirect ADDR]\n"
+    "       moat --healthcheck [ADDR]\n"
+    "  -c, --config FILE     configuration file (default: $MOAT_CONFIG, else the sidecar\n"
+    "                        settings below if an upstream is given, else " DEFAULT_CONFIG ")\n"
     "  -t, --test            check the whole configuration and exit: 0 and \"configuration OK\",\n"
     "                        or 1 with the errors on stderr\n"
     "  -V, --version         moat's version and the versions of libuv, wolfSSL, llhttp, libyaml\n"
     "  -h, --help            this text\n"
     "      --listen-file FILE  once listening, write \"NAME ADDRESS\" per listener to FILE\n"
-    "                        (useful with port 0 in tests)\n";
+    "                        (useful with port 0 in tests)\n"
+    "sidecar mode, no YAML (flags, or the environment variables in brackets):\n"
+    "      --upstream ADDR   the app, \"127.0.0.1:3000\" or \"app:3000\" [MOAT_UPSTREAM]\n"
+    "      --listen ADDR     HTTPS address, default 0.0.0.0:8443 [MOAT_LISTEN]\n"
+    "      --cert FILE       PEM certificate chain; none: self-signed for localhost [MOAT_CERT]\n"
+    "      --key FILE        its PEM private key [MOAT_KEY]\n"
+    "      --admin ADDR      admin endpoint, default 127.0.0.1:9901, or off [MOAT_ADMIN]\n"
+    "      --redirect ADDR   plain-HTTP address answering 308 to HTTPS [MOAT_REDIRECT]\n"
+    "                        also: MOAT_TICKET_KEY_FILE, MOAT_WORKERS, MOAT_WATCH, MOAT_ACCESS_LOG\n"
+    "      --healthcheck [ADDR]  GET http://ADDR/healthz (default 127.0.0.1:9901, or\n"
+    "                        $MOAT_ADMIN) and exit 0 if it answers 200: a container HEALTHCHECK\n";
 
 struct options {
     const char *config;
     const char *listen_file;
     int test;
+    int healthcheck;
+    const char *healthcheck_addr;
+    struct sidecar_flags sidecar;
 };
 
 struct app {
-    const char *config_path;    /* NULL: the embedded default */
+    struct cfg_source source;
     struct runtime *rt;         /* current: one reference */
     struct worker *workers;
     unsigned nworkers;
@@ -70,13 +88,29 @@ struct app {
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    enum { OPT_LISTEN_FILE = 256 };
+    enum {
+        OPT_LISTEN_FILE = 256,
+        OPT_UPSTREAM,
+        OPT_LISTEN,
+        OPT_CERT,
+        OPT_KEY,
+        OPT_ADMIN,
+        OPT_REDIRECT,
+        OPT_HEALTHCHECK,
+    };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"test", no_argument, NULL, 't'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {"listen-file", required_argument, NULL, OPT_LISTEN_FILE},
+        {"upstream", required_argument, NULL, OPT_UPSTREAM},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"admin", required_argument, NULL, OPT_ADMIN},
+        {"redirect", required_argument, NULL, OPT_REDIRECT},
+        {"healthcheck", optional_argument, NULL, OPT_HEALTHCHECK},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -86,6 +120,16 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'c': o->config = optarg; break;
         case 't': o->test = 1; break;
         case OPT_LISTEN_FILE: o->listen_file = optarg; break;
+        case OPT_UPSTREAM: o->sidecar.upstream = optarg; break;
+        case OPT_LISTEN: o->sidecar.listen = optarg; break;
+        case OPT_CERT: o->sidecar.cert = optarg; break;
+        case OPT_KEY: o->sidecar.key = optarg; break;
+        case OPT_ADMIN: o->sidecar.admin = optarg; break;
+        case OPT_REDIRECT: o->sidecar.redirect = optarg; break;
+        case OPT_HEALTHCHECK:
+            o->healthcheck = 1;
+            o->healthcheck_addr = optarg;
+            break;
         case 'V': version_print(stdout); exit(0);
         case 'h': fputs(usage_text, stdout); exit(0);
         case ':':
@@ -96,25 +140,62 @@ static int parse_args(int argc, char **argv, struct options *o)
             return -1;
         }
     }
+    if (optind < argc && o->healthcheck && o->healthcheck_addr == NULL)
+        o->healthcheck_addr = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, "moat: unexpected argument \"%s\"\n%s", argv[optind], usage_text);
+        return -1;
+    }
+    const struct sidecar_flags *f = &o->sidecar;
+    int sidecar = f->upstream || f->listen || f->cert || f->key || f->admin || f->redirect;
+    if (sidecar && o->config != NULL) {
+        fprintf(stderr, "moat: -c and the sidecar flags (--upstream, ...) do not mix\n");
+        return -1;
+    }
+    if (sidecar && f->upstream == NULL && getenv("MOAT_UPSTREAM") == NULL) {
+        fprintf(stderr, "moat: sidecar flags need --upstream (or MOAT_UPSTREAM)\n");
         return -1;
     }
     return 0;
 }
 
-/* -c, then $MOAT_CONFIG, then the default path if it exists; else NULL
- * (the embedded default). */
-static const char *config_path(const struct options *o)
+/*
+ * -c, then $MOAT_CONFIG, then the sidecar settings when an upstream is
+ * given (flag or environment), then the default path if it exists, else
+ * the embedded default.  Returns 0 or -1 with err set.
+ */
+static int config_source(const struct options *o, struct cfg_source *src, char *err,
+                         size_t errlen)
 {
-    if (o->config != NULL)
-        return o->config;
+    memset(src, 0, sizeof(*src));
+    src->kind = CFG_SOURCE_FILE;
+    if (o->config != NULL) {
+        src->path = o->config;
+        return 0;
+    }
     const char *env = getenv("MOAT_CONFIG");
-    if (env != NULL && env[0] != '\0')
-        return env;
-    if (access(DEFAULT_CONFIG, F_OK) == 0)
-        return DEFAULT_CONFIG;
-    return NULL;
+    if (env != NULL && env[0] != '\0') {
+        src->path = env;
+        return 0;
+    }
+    int rc = sidecar_source(&o->sidecar, src, err, errlen);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    if (access(DEFAULT_CONFIG, F_OK) == 0) {
+        src->path = DEFAULT_CONFIG;
+        return 0;
+    }
+    src->kind = CFG_SOURCE_DEFAULT;
+    return 0;
+}
+
+static const char *source_name(const struct cfg_source *src)
+{
+    switch (src->kind) {
+    case CFG_SOURCE_FILE: return src->path;
+    case CFG_SOURCE_TEXT: return src->name;
+    default: return "the embedded default";
+    }
 }
 
 /* Written once every listener accepts and signals are handled, and renamed
@@ -258,7 +339,7 @@ static void start_reload(struct app *a)
         a->reload_again = 1;
         return;
     }
-    struct runtime *rt = runtime_load(a->config_path, a->rt, a->nworkers, 0, err, sizeof(err));
+    struct runtime *rt = runtime_load(&a->source, a->rt, a->nworkers, 0, err, sizeof(err));
     if (rt != NULL && health_apply(a->health, rt) != 0) {
         snprintf(err, sizeof(err), "health checks: out of memory");
         runtime_unref(&rt);
@@ -319,7 +400,7 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     }
     case SIGHUP:
-        log_info("SIGHUP: reloading %s", a->config_path ? a->config_path : "the embedded default");
+        log_info("SIGHUP: reloading %s", source_name(&a->source));
         start_reload(a);
         return;
     }
@@ -466,13 +547,25 @@ int main(int argc, char **argv)
 
     if (parse_args(argc, argv, &o) != 0)
         return 2;
+    if (o.healthcheck) {
+        const char *addr = o.healthcheck_addr;
+        if (addr == NULL)
+            addr = getenv("MOAT_ADMIN");
+        if (addr == NULL || addr[0] == '\0' || strcmp(addr, "off") == 0)
+            addr = "127.0.0.1:9901";
+        return admin_probe(addr, 2000) == 0 ? 0 : 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (tls_global_init() != 0) {
         fprintf(stderr, "moat: wolfSSL failed to initialise\n");
         return 1;
     }
-    a.config_path = config_path(&o);
-    a.rt = runtime_load(a.config_path, NULL, 0, o.test, err, sizeof(err));
+    if (config_source(&o, &a.source, err, sizeof(err)) != 0) {
+        fprintf(stderr, "moat: %s\n", err);
+        tls_global_cleanup();
+        return 1;
+    }
+    a.rt = runtime_load(&a.source, NULL, 0, o.test, err, sizeof(err));
     if (a.rt == NULL) {
         fprintf(stderr, "%s\n", err);
         tls_global_cleanup();
@@ -485,7 +578,7 @@ int main(int argc, char **argv)
         printf("configuration OK\n");
         goto out;
     }
-    if (a.config_path == NULL)
+    if (a.source.kind == CFG_SOURCE_DEFAULT)
         fprintf(stderr, "moat: no configuration file (-c, $MOAT_CONFIG, " DEFAULT_CONFIG
                         "): serving https://127.0.0.1:8443 -> http://127.0.0.1:8080 with a "
                         "self-signed certificate for localhost\n");

@@ -214,8 +214,8 @@ static int bind_admin(struct runtime *rt, const struct runtime *prev, struct err
     return 0;
 }
 
-struct runtime *runtime_load(const char *path, const struct runtime *prev, unsigned nworkers,
-                             int check_only, char *err, size_t errlen)
+struct runtime *runtime_load(const struct cfg_source *src, const struct runtime *prev,
+                             unsigned nworkers, int check_only, char *err, size_t errlen)
 {
     struct errbuf e = {err, 0, errlen};
     err[0] = '\0';
@@ -227,8 +227,7 @@ struct runtime *runtime_load(const char *path, const struct runtime *prev, unsig
     rt->refs = 1;
     rt->admin_fd = -1;
     rt->generation = prev ? prev->generation + 1 : 1;
-    int rc = path ? cfg_load(path, &rt->cfg, err, errlen) : cfg_load_default(&rt->cfg, err, errlen);
-    if (rc != 0) {
+    if (cfg_load_source(src, &rt->cfg, err, errlen) != 0) {
         free(rt);
         return NULL;
     }

@@ -47,15 +47,15 @@ struct runtime {
 };
 
 /*
- * Loads the configuration at path (NULL: the embedded default), reads and
+ * Loads the configuration src describes, reads and
  * checks every certificate, sets up resumption (reusing prev's cache and
  * seed for a listener of the same name where they still fit) and, unless
  * check_only, binds the sockets of listeners that are new or moved.
  * Returns the runtime with one reference, or NULL after writing the errors
  * (file:line:col: message, one per line) to err.
  */
-struct runtime *runtime_load(const char *path, const struct runtime *prev, unsigned nworkers,
-                             int check_only, char *err, size_t errlen);
+struct runtime *runtime_load(const struct cfg_source *src, const struct runtime *prev,
+                             unsigned nworkers, int check_only, char *err, size_t errlen);
 void runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime **rt);
 

@@ -1,0 +1,190 @@
+/*
+ * sidecar: turns flags and environment variables into configuration text.
+ * Owns that text (static, built once); knows the YAML schema only as text.
+ */
+#include "sidecar.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SIDECAR_NAME "sidecar settings"
+#define MAX_LINES 64
+
+static char text[16384];
+/* Which setting each line of text comes from, for error messages. */
+static const char *line_origin[MAX_LINES];
+
+struct writer {
+    size_t len;
+    unsigned line;
+    int overflow;
+};
+
+/* Appends one line, remembering where it came from. */
+static void line(struct writer *w, const char *origin, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void line(struct writer *w, const char *origin, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text + w->len, sizeof(text) - w->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n + 2 >= sizeof(text) - w->len || w->line + 1 >= MAX_LINES) {
+        w->overflow = 1;
+        return;
+    }
+    w->len += (size_t)n;
+    text[w->len++] = '\n';
+    text[w->len] = '\0';
+    line_origin[++w->line] = origin;
+}
+
+/* A YAML double-quoted scalar: the value cannot break the document. */
+static const char *quoted(const char *v, char *out, size_t len)
+{
+    size_t o = 0;
+    out[o++] = '"';
+    for (; *v && o + 5 < len; v++) {
+        unsigned char c = (unsigned char)*v;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, len - o, "\\x%02x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
+}
+
+static const char *pick(const char *flag, const char *env, const char *deflt, const char **origin,
+                        const char *flag_name, const char *env_name)
+{
+    const char *v = getenv(env);
+    if (flag != NULL) {
+        *origin = flag_name;
+        return flag;
+    }
+    if (v != NULL && v[0] != '\0') {
+        *origin = env_name;
+        return v;
+    }
+    *origin = env_name;
+    return deflt;
+}
+
+/* "sidecar settings:7:12: message" becomes "MOAT_UPSTREAM: message". */
+static void explain(char *err, size_t errlen)
+{
+    char out[8192];
+    size_t o = 0;
+    const char *p = err;
+    const size_t prefix = strlen(SIDECAR_NAME);
+    while (*p && o + 1 < sizeof(out)) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        unsigned ln = 0, col = 0;
+        int skip = 0;
+        if (strncmp(p, SIDECAR_NAME ":", prefix + 1) == 0 &&
+            sscanf(p + prefix + 1, "%u:%u: %n", &ln, &col, &skip) == 2 && skip > 0 &&
+            ln < MAX_LINES && line_origin[ln] != NULL) {
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "%s: %.*s", line_origin[ln],
+                                  (int)(n - prefix - 1 - (size_t)skip), p + prefix + 1 + skip);
+        } else {
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "%.*s", (int)n, p);
+        }
+        if (o >= sizeof(out))
+            o = sizeof(out) - 1;
+        p += n;
+        if (*p == '\n' && o + 1 < sizeof(out)) {
+            out[o++] = '\n';
+            p++;
+        }
+    }
+    out[o] = '\0';
+    snprintf(err, errlen, "%s", out);
+}
+
+int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *err, size_t errlen)
+{
+    const char *o_up, *o_listen, *o_cert, *o_key, *o_admin, *o_redirect, *o_tk, *o_workers,
+        *o_watch, *o_log;
+    const char *upstream = pick(f->upstream, "MOAT_UPSTREAM", NULL, &o_up, "--upstream",
+                                "MOAT_UPSTREAM");
+    if (upstream == NULL)
+        return 0;
+    const char *listen = pick(f->listen, "MOAT_LISTEN", "0.0.0.0:8443", &o_listen, "--listen",
+                              "MOAT_LISTEN");
+    const char *cert = pick(f->cert, "MOAT_CERT", NULL, &o_cert, "--cert", "MOAT_CERT");
+    const char *key = pick(f->key, "MOAT_KEY", NULL, &o_key, "--key", "MOAT_KEY");
+    const char *admin = pick(f->admin, "MOAT_ADMIN", "127.0.0.1:9901", &o_admin, "--admin",
+                             "MOAT_ADMIN");
+    const char *redirect = pick(f->redirect, "MOAT_REDIRECT", NULL, &o_redirect, "--redirect",
+                                "MOAT_REDIRECT");
+    const char *ticket_key = pick(NULL, "MOAT_TICKET_KEY_FILE", NULL, &o_tk, NULL,
+                                  "MOAT_TICKET_KEY_FILE");
+    const char *workers = pick(NULL, "MOAT_WORKERS", "auto", &o_workers, NULL, "MOAT_WORKERS");
+    const char *watch = pick(NULL, "MOAT_WATCH", cert ? "true" : "false", &o_watch, NULL,
+                             "MOAT_WATCH");
+    const char *access = pick(NULL, "MOAT_ACCESS_LOG", "stdout", &o_log, NULL, "MOAT_ACCESS_LOG");
+    if ((cert == NULL) != (key == NULL)) {
+        snprintf(err, errlen, "%s: a certificate needs its key (%s), and a key its certificate",
+                 cert ? o_cert : o_key, cert ? "MOAT_KEY or --key" : "MOAT_CERT or --cert");
+        return -1;
+    }
+    char q[4][1024];
+    struct writer w = {0};
+    line(&w, o_workers, "workers: %s", quoted(workers, q[0], sizeof(q[0])));
+    line(&w, NULL, "listeners:");
+    line(&w, NULL, "  - name: https");
+    line(&w, o_listen, "    bind: %s", quoted(listen, q[0], sizeof(q[0])));
+    line(&w, NULL, "    tls:");
+    line(&w, o_watch, "      watch: %s", watch);
+    if (ticket_key != NULL)
+        line(&w, o_tk, "      session_tickets: {key_file: %s}", quoted(ticket_key, q[0], sizeof(q[0])));
+    if (cert != NULL) {
+        line(&w, NULL, "      certificates:");
+        line(&w, o_cert, "        - cert: %s", quoted(cert, q[0], sizeof(q[0])));
+        line(&w, o_key, "          key: %s", quoted(key, q[1], sizeof(q[1])));
+    } else {
+        line(&w, NULL, "      certificates: []");
+    }
+    if (redirect != NULL) {
+        const char *colon = strrchr(listen, ':');
+        line(&w, NULL, "  - name: redirect");
+        line(&w, o_redirect, "    bind: %s", quoted(redirect, q[0], sizeof(q[0])));
+        line(&w, o_listen, "    redirect_to_https: %s", colon ? colon + 1 : "443");
+    }
+    line(&w, NULL, "routes:");
+    line(&w, NULL, "  - path: /");
+    line(&w, NULL, "    upstream: app");
+    line(&w, NULL, "upstreams:");
+    line(&w, NULL, "  app:");
+    line(&w, o_up, "    servers: [%s]", quoted(upstream, q[0], sizeof(q[0])));
+    if (strcmp(admin, "off") != 0) {
+        line(&w, NULL, "admin:");
+        line(&w, o_admin, "  bind: %s", quoted(admin, q[0], sizeof(q[0])));
+    }
+    line(&w, NULL, "log:");
+    if (strcmp(access, "off") == 0)
+        line(&w, o_log, "  access: null");
+    else
+        line(&w, o_log, "  access: %s", quoted(access, q[0], sizeof(q[0])));
+    if (w.overflow) {
+        snprintf(err, errlen, "sidecar settings too long");
+        return -1;
+    }
+    memset(src, 0, sizeof(*src));
+    src->kind = CFG_SOURCE_TEXT;
+    src->name = SIDECAR_NAME;
+    src->text = text;
+    src->self_signed = cert == NULL;
+    src->explain = explain;
+    return 1;
+}
