@@ -323,6 +323,12 @@ static void conn_process_loop(struct conn *c)
             exchange_on_client_input(c);
             continue;
         }
+        /* An idle connection holds no input buffer: take one only when
+         * there is something to decrypt. */
+        const uint8_t *pending;
+        if (c->in == NULL && tls_session_pending_input(c->tls, &pending) == 0 &&
+            !tls_session_has_plaintext(c->tls))
+            return;
         if (ensure_input_buffer(c) != 0) {
             conn_abort(c);
             return;
@@ -330,8 +336,11 @@ static void conn_process_loop(struct conn *c)
         if (c->in_len == c->in_cap)
             return;
         int n = tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
-        if (n == 0)
+        if (n == 0) {
+            if (c->x == NULL)
+                release_input_buffer(c);
             return;
+        }
         if (n < 0) {
             release_input_buffer(c);
             on_client_gone(c, n);
