@@ -15,6 +15,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "memcap.h"
 #include "metrics.h"
 #include "runtime.h"
 #include "sesscache.h"
@@ -127,7 +128,7 @@ static void render_listeners(struct text *t, const struct admin_source *src)
     /* Every listener name any worker has counted for, current or not. */
     struct {
         const char *name;
-        uint64_t conns, refused, hs[2][2], errors, tickets[3];
+        uint64_t conns, refused, refused_memory, hs[2][2], errors, tickets[3];
     } sums[256];
     size_t n = 0;
     for (unsigned w = 0; w < *src->nworkers; w++) {
@@ -145,6 +146,7 @@ static void render_listeners(struct text *t, const struct admin_source *src)
             }
             sums[k].conns += STAT_GET(s->connections);
             sums[k].refused += STAT_GET(s->refused);
+            sums[k].refused_memory += STAT_GET(s->refused_memory);
             sums[k].errors += STAT_GET(s->handshake_errors);
             for (int v = 0; v < 2; v++)
                 for (int r = 0; r < 2; r++)
@@ -160,10 +162,13 @@ static void render_listeners(struct text *t, const struct admin_source *src)
         text_printf(t, "moat_connections_total{listener=\"%s\"} %llu\n",
                     label(sums[k].name, l, sizeof(l)), (unsigned long long)sums[k].conns);
     family(t, "moat_connections_refused_total", "counter",
-           "Client connections closed at once because max_connections was reached.");
-    for (size_t k = 0; k < n; k++)
-        text_printf(t, "moat_connections_refused_total{listener=\"%s\"} %llu\n",
+           "Client connections closed at once: max_connections reached, or max_memory.");
+    for (size_t k = 0; k < n; k++) {
+        text_printf(t, "moat_connections_refused_total{listener=\"%s\",reason=\"max_connections\"} %llu\n",
                     label(sums[k].name, l, sizeof(l)), (unsigned long long)sums[k].refused);
+        text_printf(t, "moat_connections_refused_total{listener=\"%s\",reason=\"max_memory\"} %llu\n",
+                    label(sums[k].name, l, sizeof(l)), (unsigned long long)sums[k].refused_memory);
+    }
     family(t, "moat_tls_handshakes_total", "counter", "Completed TLS handshakes.");
     for (size_t k = 0; k < n; k++)
         for (int v = 0; v < 2; v++)
@@ -352,6 +357,10 @@ static void render_metrics(struct text *t, const struct admin_source *src)
     char l1[256], l2[512];
     family(t, "moat_connections_active", "gauge", "Client connections open now.");
     text_printf(t, "moat_connections_active %llu\n", (unsigned long long)sum_active(src));
+    family(t, "moat_memory_resident_bytes", "gauge", "Resident memory, sampled every 100 ms.");
+    text_printf(t, "moat_memory_resident_bytes %llu\n", (unsigned long long)memcap_resident());
+    family(t, "moat_memory_budget_bytes", "gauge", "limits.max_memory (0: none).");
+    text_printf(t, "moat_memory_budget_bytes %llu\n", (unsigned long long)memcap_budget());
     render_listeners(t, src);
     render_session_cache(t, src);
     render_requests(t, src);

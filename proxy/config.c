@@ -188,6 +188,7 @@ static const struct cfg_field limit_fields[] = {
     FIELD(struct top_raw, "max_headers", CFG_T_UINT, c.limits.max_headers, .def = "100",
           .min = 1, .max = 1000),
     FIELD(struct top_raw, "max_body_bytes", CFG_T_SIZE, c.limits.max_body_bytes, .def = "0"),
+    FIELD(struct top_raw, "max_memory", CFG_T_SIZE, c.limits.max_memory, .def = "0"),
 };
 static const struct cfg_section limits_section = SECTION_OF(struct top_raw, "limits", limit_fields);
 

@@ -135,6 +135,7 @@ struct cfg {
         uint64_t max_uri_bytes;
         uint64_t max_headers;
         uint64_t max_body_bytes; /* 0: unlimited */
+        uint64_t max_memory;     /* resident bytes before refusing connections; 0: none */
     } limits;
 
     struct {

@@ -15,6 +15,7 @@
 #include "gen.h"
 #include "listener.h"
 #include "log.h"
+#include "memcap.h"
 #include "metrics.h"
 #include "strutil.h"
 #include "tls.h"
@@ -679,6 +680,11 @@ void conn_accept(struct listener *l)
     }
     if (w->nconns > c->gen->max_conns) {
         STAT_INC(c->gen->lstats[c->lidx]->refused);
+        conn_close_handles(c);
+        return;
+    }
+    if (memcap_over()) {
+        STAT_INC(c->gen->lstats[c->lidx]->refused_memory);
         conn_close_handles(c);
         return;
     }

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "health.h"
 #include "log.h"
+#include "memcap.h"
 #include "metrics.h"
 #include "runtime.h"
 #include "sidecar.h"
@@ -295,6 +296,7 @@ static void close_main_handles(struct app *a)
     admin_stop(&a->admin);
     health_stop(&a->health);
     watch_stop(&a->watch);
+    memcap_stop();
     if (!uv_is_closing((uv_handle_t *)&a->applied))
         uv_close((uv_handle_t *)&a->applied, NULL);
 }
@@ -354,6 +356,7 @@ static void start_reload(struct app *a)
     if (rt->cfg->workers != a->rt->cfg->workers)
         log_warn("reload: workers stays %u until a restart", a->nworkers);
     log_set_level(rt->cfg->log.error_level);
+    memcap_set_budget(rt->cfg->limits.max_memory);
     int rc = log_access_open(rt->cfg->log.access);
     if (rc != 0)
         log_error("reload: access log %s: %s", rt->cfg->log.access, strerror(-rc));
@@ -479,6 +482,8 @@ static void start_signals(struct app *a)
     a->applied.data = a;
     a->health = health_new(a->loop);
     a->watch = watch_new(a->loop, on_certificates_changed, a);
+    memcap_set_budget(a->rt->cfg->limits.max_memory);
+    memcap_start(a->loop);
 }
 
 static int start_workers(struct app *a)

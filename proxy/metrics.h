@@ -30,6 +30,7 @@ struct listener_stats {
     char name[72];
     uint64_t connections;
     uint64_t refused;           /* over max_connections */
+    uint64_t refused_memory;    /* over limits.max_memory */
     uint64_t handshakes[2][2];  /* [0: TLS 1.2, 1: TLS 1.3][resumed] */
     uint64_t handshake_errors;
     struct ticket_stats tickets;

@@ -3,6 +3,7 @@ counters move as clients work, GET /healthz, everything else 404, one
 response per connection.  (/healthz during a drain: test_reload.py.)"""
 import calendar
 import socket
+import signal
 import ssl
 import time
 
@@ -20,7 +21,9 @@ TLS13 = ssl.TLSVersion.TLSv1_3
 REQUIRED = {
     "moat_connections_active": ("gauge", set()),
     "moat_connections_total": ("counter", {"listener"}),
-    "moat_connections_refused_total": ("counter", {"listener"}),
+    "moat_connections_refused_total": ("counter", {"listener", "reason"}),
+    "moat_memory_resident_bytes": ("gauge", set()),
+    "moat_memory_budget_bytes": ("gauge", set()),
     "moat_tls_handshakes_total": ("counter", {"listener", "version", "resumed"}),
     "moat_tls_handshake_errors_total": ("counter", {"listener"}),
     "moat_session_cache_hits_total": ("counter", {"listener"}),
@@ -207,11 +210,36 @@ def test_connections_active_and_refused(certs, backend, moat_factory):
         except (OSError, EOFError, ssl.SSLError):
             pass
         eventually(m, lambda mt: _eq(mt.value("moat_connections_refused_total",
-                                              listener="public"), 1))
+                                              listener="public", reason="max_connections"), 1))
     finally:
         for c in clients:
             c.close()
     eventually(m, lambda mt: _eq(mt.value("moat_connections_active"), 0))
+
+
+def test_memory_budget_refuses_new_connections(certs, backend, moat_factory):
+    # A budget below what moat already holds: every new connection is
+    # refused, and counted, until a reload lifts it.
+    m = moat_factory(admin_yaml(certs, [backend.addr], extra="limits:\n  max_memory: 1m\n"))
+    eventually(m, lambda mt: _eq(mt.value("moat_memory_budget_bytes"), 1024 * 1024))
+    try:
+        with Client(m.port(), certs, timeout=3) as c:
+            c.request("GET", "/")
+            pytest.fail("a connection over max_memory was served")
+    except (OSError, EOFError, ssl.SSLError):
+        pass
+    eventually(m, lambda mt: _eq(mt.value("moat_connections_refused_total",
+                                          listener="public", reason="max_memory"), 1))
+    assert "over max_memory" in m.stderr()
+    with open(m.config) as f:
+        text = f.read()
+    with open(m.config, "w") as f:
+        f.write(text.replace("max_memory: 1m", "max_memory: 1g"))
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: "reload 2 applied" in m.stderr(), 10, "the reload")
+    wait_for(lambda: "under max_memory again" in m.stderr(), 5, "the budget to lift")
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/").status == 200
 
 
 def _eq(a, b):

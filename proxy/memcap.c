@@ -1,0 +1,98 @@
+/*
+ * memcap: samples /proc/self/statm on the main loop.  Owns two process-wide
+ * words (the budget and the flag) that workers only read.
+ */
+#include "memcap.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static uint64_t budget;     /* atomic */
+static uint64_t resident;   /* atomic: last sample, bytes */
+static int over;            /* atomic */
+static uv_timer_t timer;
+static int timer_running;
+
+static uint64_t sample(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long long size = 0, rss = 0;
+    if (sscanf(buf, "%llu %llu", &size, &rss) != 2)
+        return 0;
+    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void on_sample(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t rss = sample(), cap = __atomic_load_n(&budget, __ATOMIC_RELAXED);
+    __atomic_store_n(&resident, rss, __ATOMIC_RELAXED);
+    int was = __atomic_load_n(&over, __ATOMIC_RELAXED), now = was;
+    if (cap == 0)
+        now = 0;
+    else if (rss > cap)
+        now = 1;
+    else if (rss < cap / 10 * 9)
+        now = 0;
+    if (now != was) {
+        __atomic_store_n(&over, now, __ATOMIC_RELAXED);
+        if (now)
+            log_warn("memory: %llu MiB resident, over max_memory (%llu MiB): refusing new "
+                     "connections", (unsigned long long)(rss >> 20), (unsigned long long)(cap >> 20));
+        else
+            log_info("memory: %llu MiB resident, under max_memory again: accepting",
+                     (unsigned long long)(rss >> 20));
+    }
+}
+
+void memcap_set_budget(uint64_t bytes)
+{
+    __atomic_store_n(&budget, bytes, __ATOMIC_RELAXED);
+    if (bytes == 0)
+        __atomic_store_n(&over, 0, __ATOMIC_RELAXED);
+}
+
+int memcap_start(uv_loop_t *loop)
+{
+    if (timer_running)
+        return 0;
+    uv_timer_init(loop, &timer);
+    timer_running = 1;
+    on_sample(&timer);
+    return uv_timer_start(&timer, on_sample, MEMCAP_SAMPLE_MS, MEMCAP_SAMPLE_MS);
+}
+
+void memcap_stop(void)
+{
+    if (timer_running) {
+        uv_close((uv_handle_t *)&timer, NULL);
+        timer_running = 0;
+    }
+}
+
+int memcap_over(void)
+{
+    return __atomic_load_n(&over, __ATOMIC_RELAXED);
+}
+
+uint64_t memcap_resident(void)
+{
+    return __atomic_load_n(&resident, __ATOMIC_RELAXED);
+}
+
+uint64_t memcap_budget(void)
+{
+    return __atomic_load_n(&budget, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,26 @@
+/*
+ * memcap: the global memory budget (limits.max_memory).  The main thread
+ * samples the process's resident memory every MEMCAP_SAMPLE_MS and raises a
+ * process-wide flag while it is over budget; workers read the flag (one
+ * relaxed load, no lock) when they accept and refuse the connection rather
+ * than grow.  The flag drops again below 90% of the budget.
+ */
+#ifndef MOAT_MEMCAP_H
+#define MOAT_MEMCAP_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#define MEMCAP_SAMPLE_MS 100
+
+/* 0: no budget.  Called by main at start and on reloads. */
+void memcap_set_budget(uint64_t bytes);
+int memcap_start(uv_loop_t *loop);
+void memcap_stop(void);
+/* 1 while over budget: new connections are refused. */
+int memcap_over(void);
+uint64_t memcap_resident(void);
+uint64_t memcap_budget(void);
+
+#endif
