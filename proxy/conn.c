@@ -71,10 +71,7 @@ void conn_set_timeout(struct conn *c, uint64_t ms)
 {
     if (c->state == CONN_CLOSED)
         return;
-    if (ms == 0)
-        uv_timer_stop(&c->timer);
-    else
-        uv_timer_start(&c->timer, on_client_timer, ms, 0);
+    deadline_set(&c->timer, ms);
 }
 
 static int on_plain_write(struct sink *s, const void *p, size_t n)
@@ -147,7 +144,7 @@ static void conn_close_handles(struct conn *c)
     exchange_abort(c);
     stop_reading(c);
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_close);
-    uv_close((uv_handle_t *)&c->timer, on_conn_handle_close);
+    uv_close(deadline_handle(&c->timer), on_conn_handle_close);
 }
 
 void conn_abort(struct conn *c)
@@ -659,9 +656,8 @@ void conn_accept(struct listener *l)
     c->port = l->port;
     c->state = CONN_SNIFF;
     uv_tcp_init(&w->loop, &c->tcp);
-    uv_timer_init(&w->loop, &c->timer);
+    deadline_init(&c->timer, &w->loop, on_client_timer, c);
     c->tcp.data = c;
-    c->timer.data = c;
     c->handles = 2;
     c->next = w->conns;
     if (w->conns)
@@ -691,8 +687,7 @@ void conn_accept(struct listener *l)
     STAT_INC(c->gen->lstats[c->lidx]->connections);
     set_peer_ip(c);
     uv_tcp_nodelay(&c->tcp, 1);
-    uv_timer_start(&c->timer, on_client_timer,
-                   c->gen->cfg->listeners[c->lidx].tls.handshake_timeout_ms, 0);
+    conn_set_timeout(c, c->gen->cfg->listeners[c->lidx].tls.handshake_timeout_ms);
     if (uv_read_start((uv_stream_t *)&c->tcp, worker_alloc_read, on_client_read) == 0)
         c->reading = 1;
     else

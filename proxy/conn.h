@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "deadline.h"
 
 struct gen;
 struct listener;
@@ -50,7 +51,7 @@ enum conn_state {
 /* Ownership: allocated by conn_accept(), freed after both handles closed. */
 struct conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    struct deadline timer;
     uv_shutdown_t shutdown_req;
     struct worker *w;
     struct gen *gen;                /* the configuration it started with: one reference */

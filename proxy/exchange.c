@@ -364,11 +364,11 @@ static int queue_upstream(struct exchange *x, const char *p, size_t n)
 static int on_request_body(void *ctx, const char *p, size_t n)
 {
     struct exchange *x = ctx;
-    char line[24];
+    char line[20];
     if (!(x->req.flags & HTTP1_F_CHUNKED))
         return queue_upstream(x, p, n);
-    int len = snprintf(line, sizeof(line), "%zx\r\n", n);
-    if (queue_upstream(x, line, (size_t)len) || queue_upstream(x, p, n) ||
+    size_t len = http1_format_chunk_size(line, n);
+    if (queue_upstream(x, line, len) || queue_upstream(x, p, n) ||
         queue_upstream(x, "\r\n", 2))
         return 500;
     return 0;

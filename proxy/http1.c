@@ -12,11 +12,25 @@
 
 /* ---- pre-parse ---- */
 
+/* RFC 9110 tchar: ALPHA, DIGIT and !#$%&'*+-.^_`|~ */
+static const unsigned char tchar_table[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
 static int is_tchar(unsigned char c)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && memchr(extra, c, sizeof(extra) - 1) != NULL);
+    return tchar_table[c];
 }
 
 /* field-vchar / SP / HTAB, obs-text included: everything but CTLs. */
@@ -90,38 +104,58 @@ static int check_header_line(const char *p, size_t n, int bad)
     return 0;
 }
 
+/* The size limit a head ending (or still open) at byte end would break:
+ * the request line has its own, tighter one. */
+static long scan_limit(const struct http1_scan *sc, size_t end, int is_request,
+                       const struct http1_limits *lim)
+{
+    if (end > lim->max_head)
+        return sc->lines == 0 && is_request ? -414 : is_request ? -431 : -502;
+    if (sc->lines == 0 && is_request && end > lim->max_uri)
+        return -414;
+    return 0;
+}
+
+/* A byte that cannot be part of a method is refused at once, not when a
+ * line ends: a TLS record sent to a plain-HTTP port has no line end. */
+static long scan_method(struct http1_scan *sc, const char *buf, size_t from, size_t to)
+{
+    for (size_t i = from; i < to && !sc->method_done; i++) {
+        if (buf[i] == ' ' && i > 0)
+            sc->method_done = 1;
+        else if (!is_tchar((unsigned char)buf[i]))
+            return -400;
+    }
+    return 0;
+}
+
 long http1_scan_head(struct http1_scan *sc, const char *buf, size_t len, int is_request,
                      const struct http1_limits *lim)
 {
     int bad = is_request ? -400 : -502;
     int too_big = is_request ? -431 : -502;
-    size_t i = sc->pos;
-    for (; i < len; i++) {
-        /* Every byte counts, the final LF included. */
-        if (i + 1 > lim->max_head)
-            return sc->lines == 0 && is_request ? -414 : too_big;
-        if (sc->lines == 0 && is_request && i + 1 > lim->max_uri)
-            return -414;
-        /* A byte that cannot be part of a method is refused at once, not
-         * when a line ends: a TLS record sent to a plain port has none. */
-        if (is_request && !sc->method_done) {
-            if (buf[i] == ' ' && i > 0)
-                sc->method_done = 1;
-            else if (!is_tchar((unsigned char)buf[i]))
-                return -400;
+    while (sc->pos < len) {
+        const char *lf = memchr(buf + sc->pos, '\n', len - sc->pos);
+        size_t end = lf ? (size_t)(lf - buf) + 1 : len; /* bytes of the head so far */
+        long rc = scan_limit(sc, end, is_request, lim);
+        if (rc == 0 && is_request)
+            rc = scan_method(sc, buf, sc->pos, end - (lf != NULL));
+        if (rc != 0)
+            return rc;
+        if (lf == NULL) {
+            sc->pos = len;
+            return 0;
         }
-        if (buf[i] != '\n')
-            continue;
+        size_t i = end - 1; /* the LF */
         if (i == sc->line_start || buf[i - 1] != '\r')
             return bad; /* bare LF */
         const char *line = buf + sc->line_start;
         size_t n = i - 1 - sc->line_start;
-        int rc;
         if (n == 0) {
             if (sc->lines == 0)
                 return bad;
-            sc->pos = i + 1;
-            return (long)(i + 1);
+            sc->pos = end;
+            return (long)end;
         }
         if (sc->lines == 0)
             rc = is_request ? check_request_line(line, n) : check_status_line(line, n);
@@ -132,9 +166,9 @@ long http1_scan_head(struct http1_scan *sc, const char *buf, size_t len, int is_
         if (sc->lines > lim->max_headers)
             return too_big;
         sc->lines++;
-        sc->line_start = i + 1;
+        sc->line_start = end;
+        sc->pos = end;
     }
-    sc->pos = i;
     return 0;
 }
 
@@ -619,8 +653,12 @@ void http1_out_str(struct http1_out *o, const char *s)
 void http1_out_uint(struct http1_out *o, uint64_t v)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-    http1_out_put(o, tmp, (size_t)n);
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    http1_out_put(o, tmp + i, sizeof(tmp) - i);
 }
 
 int http1_out_flush(struct http1_out *o)
@@ -801,11 +839,25 @@ void http1_write_simple_response(struct http1_out *o, int status, int close,
     http1_out_str(o, body);
 }
 
+size_t http1_format_chunk_size(char out[20], size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[20];
+    size_t i = sizeof(tmp);
+    tmp[--i] = '\n';
+    tmp[--i] = '\r';
+    do {
+        tmp[--i] = hex[n & 15];
+        n >>= 4;
+    } while (n != 0);
+    memcpy(out, tmp + i, sizeof(tmp) - i);
+    return sizeof(tmp) - i;
+}
+
 void http1_write_chunk_header(struct http1_out *o, size_t n)
 {
-    char tmp[24];
-    int len = snprintf(tmp, sizeof(tmp), "%zx\r\n", n);
-    http1_out_put(o, tmp, (size_t)len);
+    char tmp[20];
+    http1_out_put(o, tmp, http1_format_chunk_size(tmp, n));
 }
 
 void http1_write_chunk_trailer(struct http1_out *o)

@@ -207,6 +207,8 @@ void http1_write_response_head(struct http1_out *o, const struct http1_msg *resp
 void http1_write_simple_response(struct http1_out *o, int status, int close,
                                  const char *extra_headers, const char *body);
 
+/* "<hex n>\r\n" into out; returns its length. */
+size_t http1_format_chunk_size(char out[20], size_t n);
 /* Chunked framing around n body bytes; the terminator of a chunked body. */
 void http1_write_chunk_header(struct http1_out *o, size_t n);
 void http1_write_chunk_trailer(struct http1_out *o);

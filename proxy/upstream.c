@@ -60,7 +60,7 @@ void upconn_close(struct upconn *up)
     up->owner = NULL;
     up->ops = NULL;
     uv_close((uv_handle_t *)&up->tcp, on_upconn_close);
-    uv_close((uv_handle_t *)&up->timer, on_upconn_close);
+    uv_close(deadline_handle(&up->timer), on_upconn_close);
 }
 
 static void on_upconn_timer(uv_timer_t *t)
@@ -77,10 +77,7 @@ void upconn_set_timeout(struct upconn *up, uint64_t ms)
 {
     if (up->closing)
         return;
-    if (ms == 0)
-        uv_timer_stop(&up->timer);
-    else
-        uv_timer_start(&up->timer, on_upconn_timer, ms, 0);
+    deadline_set(&up->timer, ms);
 }
 
 static void on_upconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -131,7 +128,7 @@ static void on_upconn_connect(uv_connect_t *req, int status)
     struct upconn *up = req->data;
     if (up->closing)
         return;
-    uv_timer_stop(&up->timer);
+    deadline_set(&up->timer, 0);
     if (status == 0) {
         up->connected = 1;
         uv_tcp_nodelay(&up->tcp, 1);
@@ -202,9 +199,8 @@ struct upconn *upstream_connect(struct upstream_pool *p, size_t server,
     up->ops = ops;
     up->owner = owner;
     uv_tcp_init(&w->loop, &up->tcp);
-    uv_timer_init(&w->loop, &up->timer);
+    deadline_init(&up->timer, &w->loop, on_upconn_timer, up);
     up->tcp.data = up;
-    up->timer.data = up;
     up->connect_req.data = up;
     up->handles = 2;
     outq_init(&up->out, &w->chunks, (uv_stream_t *)&up->tcp, on_upconn_written);
@@ -216,7 +212,7 @@ struct upconn *upstream_connect(struct upstream_pool *p, size_t server,
         upconn_close(up);
         return NULL;
     }
-    uv_timer_start(&up->timer, on_upconn_timer, p->cfg->connect_timeout_ms, 0);
+    deadline_set(&up->timer, p->cfg->connect_timeout_ms);
     up->counted = 1;
     p->active[server]++;
     return up;
@@ -253,7 +249,7 @@ struct upconn *upstream_acquire(struct upstream_pool *p, uint64_t *tried,
         if (up != NULL) {
             /* It keeps reading: the owner now gets what arrives. */
             remove_idle(up);
-            uv_timer_stop(&up->timer);
+            deadline_set(&up->timer, 0);
             up->ops = ops;
             up->owner = owner;
             up->reused = 1;
@@ -284,7 +280,7 @@ void upconn_release(struct upconn *up)
     up->next_idle = p->idle[up->server];
     p->idle[up->server] = up;
     p->nidle[up->server]++;
-    uv_timer_start(&up->timer, on_upconn_timer, UPSTREAM_IDLE_MS, 0);
+    deadline_set(&up->timer, UPSTREAM_IDLE_MS);
     /* Watch for the server closing it while idle. */
     if (upconn_read_start(up) != 0)
         upconn_close(up);

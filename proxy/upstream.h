@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "deadline.h"
 #include "config.h"
 
 struct worker;
@@ -33,7 +34,7 @@ struct upconn_owner_ops {
 
 struct upconn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    struct deadline timer;
     uv_connect_t connect_req;
     struct worker *w;
     struct upstream_pool *pool;
