@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -602,6 +603,39 @@ static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
 
 /* ---- loading ---- */
 
+/* CPUs this process may really use: its affinity mask, capped by a cgroup
+ * CPU quota (containers: --cpus, Kubernetes limits), at least 1. */
+static uint64_t usable_cpus(void)
+{
+    cpu_set_t set;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        n = CPU_COUNT(&set);
+    long long quota = -1, period = 0;
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r"); /* cgroup v2: "max 100000" */
+    if (f != NULL) {
+        char q[32];
+        if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max") != 0)
+            quota = atoll(q);
+        fclose(f);
+    } else if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r")) != NULL) {
+        if (fscanf(f, "%lld", &quota) != 1)
+            quota = -1;
+        fclose(f);
+        if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r")) != NULL) {
+            if (fscanf(f, "%lld", &period) != 1)
+                period = 0;
+            fclose(f);
+        }
+    }
+    if (quota > 0 && period > 0) {
+        long limit = (long)((quota + period - 1) / period);
+        if (limit < n)
+            n = limit;
+    }
+    return n > 0 ? (uint64_t)n : 1;
+}
+
 static int load_text(const char *name, const char *text, size_t len, const char *dir,
                      int embedded, struct cfg **out, char *err, size_t errlen)
 {
@@ -642,10 +676,8 @@ static int load_text(const char *name, const char *text, size_t len, const char 
         cfg_arena_free(arena);
         return -1;
     }
-    if (r->c.workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        r->c.workers = n > 0 ? (uint64_t)n : 1;
-    }
+    if (r->c.workers == 0)
+        r->c.workers = usable_cpus();
     *out = &r->c;
     return 0;
 }

@@ -249,6 +249,10 @@ struct runtime *runtime_load(const struct cfg_source *src, const struct runtime 
     if (bad || (!check_only && (bind_listeners(rt, prev, &e) != 0 || bind_admin(rt, prev, &e) != 0))) {
         if (e.len == 0)
             add_error(&e, "out of memory");
+        /* Errors about files cite positions in generated text: name the
+         * setting instead. */
+        if (src->explain != NULL)
+            src->explain(err, errlen);
         goto fail;
     }
     return rt;

@@ -61,9 +61,14 @@ static int read_seed(struct ticket_seed *s, const char *path, char *err, size_t 
         snprintf(err, errlen, "%s: not a regular file", path);
         goto fail;
     }
-    if (st.st_mode & 077) {
-        snprintf(err, errlen, "%s: readable by group or others (mode %03o); chmod 600 it", path,
-                 (unsigned)(st.st_mode & 0777));
+    /* Group read is fine: that is how Kubernetes mounts a Secret for a
+     * non-root container (root:fsGroup, 0440).  Anyone else reading it, or
+     * anyone but the owner changing it, is not. */
+    if (st.st_mode & 027) {
+        snprintf(err, errlen,
+                 "%s: readable by others or writable by group or others (mode %03o); "
+                 "chmod 600 (or 640) it",
+                 path, (unsigned)(st.st_mode & 0777));
         goto fail;
     }
     if (st.st_size < TICKET_MIN_SEED || st.st_size > TICKET_MAX_SEED) {

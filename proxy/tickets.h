@@ -11,7 +11,7 @@
  * and opening take no lock.  Knows nothing of wolfSSL's TLS objects.
  *
  * Key file format: the raw bytes of the file are the seed; at least 32,
- * at most 4096, and the file must not be readable by group or others.
+ * at most 4096; others must not read it, nor group or others write it.
  * Generate one with: head -c 64 /dev/urandom > ticket.key; chmod 600 ticket.key
  */
 #ifndef MOAT_TICKETS_H

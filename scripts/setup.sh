@@ -3,11 +3,14 @@
 # already present are not fetched again, and apt's index is refreshed only
 # when something is missing.
 #
-# Usage: scripts/setup.sh [--build] [--demo] [--tests] [--bench] [--wolfssl-source]
+# Usage: scripts/setup.sh [--build] [--demo] [--tests] [--bench] [--docker] [--fuzz] [--wolfssl-source]
 #   --build           compiler, CMake and the four libraries (default)
 #   --demo            what scripts/run.sh needs besides the build (openssl, python3)
 #   --tests           the real clients and tools the test suite drives
 #   --bench           load generators and the peers moat is measured against
+#   --fuzz            clang and libFuzzer for scripts/fuzz.sh
+#   --docker          podman and what it needs to build and run moat's image
+#                     without a Docker engine or registry (scripts/test-docker.sh)
 #   --wolfssl-source  what scripts/build-wolfssl.sh needs to fetch and build
 #                     Debian's wolfSSL source package
 set -euo pipefail
@@ -15,8 +18,10 @@ set -euo pipefail
 build_pkgs="build-essential cmake pkg-config libuv1-dev libyaml-dev node-llhttp libwolfssl-dev"
 demo_pkgs="openssl python3 curl"
 test_pkgs="curl openssl python3 python3-pytest wrk procps iproute2 clang-14 libclang-rt-14-dev"
-bench_pkgs="wrk haproxy nginx-light hitch procps"
+bench_pkgs="wrk haproxy nginx-light hitch procps iproute2 curl openssl libssl-dev gnuplot-nox"
 source_pkgs="dpkg-dev autoconf automake libtool make"
+docker_pkgs="podman runc debootstrap uidmap"
+fuzz_pkgs="clang-14 libclang-rt-14-dev libfuzzer-14-dev"
 
 want=""
 [ $# -eq 0 ] && set -- --build
@@ -26,6 +31,8 @@ for arg in "$@"; do
         --demo) want="$want $demo_pkgs" ;;
         --tests) want="$want $build_pkgs $test_pkgs" ;;
         --bench) want="$want $build_pkgs $bench_pkgs" ;;
+        --docker) want="$want $docker_pkgs" ;;
+        --fuzz) want="$want $fuzz_pkgs" ;;
         --wolfssl-source) want="$want $source_pkgs" ;;
         *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
     esac

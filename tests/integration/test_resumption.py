@@ -206,8 +206,8 @@ def test_ticket_older_than_the_key_window_gets_a_full_handshake(certs, backend, 
 
 
 @pytest.mark.parametrize("mode,size,why", [
-    (0o640, 64, "readable by group or others"),
-    (0o604, 64, "readable by group or others"),
+    (0o604, 64, "readable by others or writable by group or others"),
+    (0o620, 64, "readable by others or writable by group or others"),
     (0o600, 31, "a ticket key file holds 32 to 4096 random bytes"),
 ])
 def test_bad_key_files_are_refused(certs, backend, tmp_path, mode, size, why):
@@ -219,6 +219,16 @@ def test_bad_key_files_are_refused(certs, backend, tmp_path, mode, size, why):
     assert r.returncode == 1
     err = r.stderr.decode()
     assert why in err and "k.key" in err and re.search(r"moat\.yaml:\d+:\d+: ", err), err
+
+
+def test_group_readable_key_file_is_accepted(certs, backend, tmp_path):
+    # Kubernetes mounts a Secret for a non-root container as root:fsGroup 0440.
+    k = key_file(tmp_path / "k.key", secrets.token_bytes(64), 0o440)
+    cfg = tmp_path / "moat.yaml"
+    cfg.write_text(resumption_yaml(certs, backend, tickets="key_file: %s" % k))
+    from moatlib import MOAT_BIN
+    r = subprocess.run([MOAT_BIN, "-t", "-c", str(cfg)], capture_output=True, timeout=T(20))
+    assert r.returncode == 0, r.stderr.decode()
 
 
 # ---- the cache's bounds ----------------------------------------------------
