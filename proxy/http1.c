@@ -71,7 +71,13 @@ static int check_request_line(const char *p, size_t n)
     int v = scan_version(p + te + 1, n - te - 1);
     if (v < 0)
         return -400;
-    return v == 0 ? -505 : 0;
+    if (v == 0)
+        return -505;
+    /* PRI is only ever the start of the HTTP/2 preface, which llhttp waits
+     * to complete rather than report as a head: refuse it in HTTP/1.x. */
+    if (m == 3 && memcmp(p, "PRI", 3) == 0)
+        return -400;
+    return 0;
 }
 
 static int check_status_line(const char *p, size_t n)
@@ -454,21 +460,9 @@ static int on_status(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
-static int count_trailer(struct http1_msg *m, size_t n)
-{
-    m->trailer_bytes += n;
-    if (m->trailer_bytes > m->lim->max_head) {
-        fail(m, m->is_request ? 431 : 502, "trailers too large");
-        return -1;
-    }
-    return 0;
-}
-
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     struct http1_msg *m = msg_of(p);
-    if (m->in_body)
-        return count_trailer(m, n);
     if (m->nheaders >= m->max_headers) {
         fail(m, m->is_request ? 431 : 502, "too many headers");
         return -1;
@@ -484,11 +478,24 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     struct http1_msg *m = msg_of(p);
-    if (m->in_body)
-        return count_trailer(m, n);
     assert(m->nheaders > 0);
     m->headers[m->nheaders - 1].value = span_trim((struct span){at, n});
     return 0;
+}
+
+static void set_body_mode(struct http1_msg *m)
+{
+    struct http1_body *b = &m->body;
+    memset(b, 0, sizeof(*b));
+    if ((m->flags & (HTTP1_F_NO_BODY | HTTP1_F_UPGRADE)) && !m->is_request)
+        b->mode = HTTP1_BODY_NONE;
+    else if (m->flags & HTTP1_F_CHUNKED)
+        b->mode = HTTP1_BODY_CHUNKED;
+    else if (m->flags & HTTP1_F_CONTENT_LENGTH)
+        b->mode = m->content_length ? HTTP1_BODY_LENGTH : HTTP1_BODY_NONE;
+    else
+        b->mode = m->is_request ? HTTP1_BODY_NONE : HTTP1_BODY_CLOSE;
+    b->remaining = b->mode == HTTP1_BODY_LENGTH ? m->content_length : 0;
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -496,46 +503,224 @@ static int on_headers_complete(llhttp_t *p)
     struct http1_msg *m = msg_of(p);
     int rc = m->is_request ? analyze_request(m) : analyze_response(m);
     m->in_body = 1;
-    if (rc == 0)
+    if (rc == 0) {
+        set_body_mode(m);
         rc = m->handler->on_head(m->ctx, m);
+    }
     if (rc != 0) {
         if (m->error_status == 0)
             fail(m, rc, "refused");
         return -1;
     }
-    /* llhttp cannot know that a response answers a HEAD request, and it
-     * reads a 304's Content-Length as a body. */
-    return !m->is_request && (m->flags & HTTP1_F_NO_BODY) ? 1 : 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t n)
-{
-    struct http1_msg *m = msg_of(p);
-    m->body_bytes += n;
-    if (m->is_request && m->lim->max_body != 0 && m->body_bytes > m->lim->max_body) {
-        fail(m, 413, "body larger than max_body_bytes");
-        return -1;
-    }
-    int rc = m->handler->on_body(m->ctx, at, n);
-    if (rc != 0) {
-        if (m->error_status == 0)
-            fail(m, rc, "body refused");
-        return -1;
-    }
-    return 0;
+    /* llhttp parses heads only: moat decodes the body itself. */
+    return 1;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
     struct http1_msg *m = msg_of(p);
-    int rc = m->handler->on_end(m->ctx, m);
-    if (rc != 0) {
-        if (m->error_status == 0)
-            fail(m, rc, "end refused");
-        return -1;
+    if (m->body.mode == HTTP1_BODY_NONE) {
+        int rc = m->handler->on_end(m->ctx, m);
+        if (rc != 0) {
+            if (m->error_status == 0)
+                fail(m, rc, "end refused");
+            return -1;
+        }
     }
     /* One message at a time: the caller decides when the next one starts. */
     return HPE_PAUSED;
+}
+
+/* ---- the body decoder ---- */
+
+enum chunk_state {
+    CHUNK_SIZE = 0,         /* hex digits */
+    CHUNK_EXT,              /* after ";" or whitespace, up to CR */
+    CHUNK_SIZE_LF,
+    CHUNK_DATA,
+    CHUNK_DATA_CR,
+    CHUNK_DATA_LF,
+    CHUNK_TRAILER_START,    /* start of a trailer line, or the final CRLF */
+    CHUNK_TRAILER_NAME,
+    CHUNK_TRAILER_VALUE,
+    CHUNK_TRAILER_LF,
+    CHUNK_END_LF,
+    CHUNK_DONE,
+};
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int deliver(struct http1_msg *m, const char *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    m->body_bytes += n;
+    if (m->is_request && m->lim->max_body != 0 && m->body_bytes > m->lim->max_body)
+        return fail(m, 413, "body larger than max_body_bytes");
+    int rc = m->handler->on_body(m->ctx, p, n);
+    if (rc != 0 && m->error_status == 0)
+        fail(m, rc, "body refused");
+    return rc;
+}
+
+/* One byte of chunk framing (everything but chunk data).  Returns 0 or an
+ * error status. */
+static int chunk_framing_byte(struct http1_msg *m, unsigned char c)
+{
+    struct http1_body *b = &m->body;
+    int bad = m->is_request ? 400 : 502;
+    switch ((enum chunk_state)b->state) {
+    case CHUNK_SIZE: {
+        int v = hex_value(c);
+        if (++b->line > HTTP1_MAX_CHUNK_LINE)
+            return fail(m, bad, "chunk-size line too long");
+        if (v >= 0) {
+            if (b->remaining > (UINT64_MAX >> 4))
+                return fail(m, m->is_request ? 413 : 502, "chunk size overflows");
+            b->remaining = (b->remaining << 4) | (uint64_t)v;
+            b->digits++;
+            return 0;
+        }
+        if (b->digits == 0)
+            return fail(m, bad, "chunk size without digits");
+        if (c == ';' || c == ' ' || c == '\t') {
+            b->state = CHUNK_EXT;
+            return 0;
+        }
+        if (c == '\r') {
+            b->state = CHUNK_SIZE_LF;
+            return 0;
+        }
+        return fail(m, bad, "bad chunk size");
+    }
+    case CHUNK_EXT:
+        /* Extensions are dropped, not forwarded: any visible text is fine,
+         * within the line bound; control bytes (bare LF included) are not. */
+        if (++b->line > HTTP1_MAX_CHUNK_LINE)
+            return fail(m, bad, "chunk extensions too long");
+        if (c == '\r')
+            b->state = CHUNK_SIZE_LF;
+        else if (!is_value_char(c))
+            return fail(m, bad, "bad chunk extension");
+        return 0;
+    case CHUNK_SIZE_LF:
+        if (c != '\n')
+            return fail(m, bad, "chunk size line without CRLF");
+        b->line = 0;
+        b->digits = 0;
+        if (b->remaining == 0) {
+            b->state = CHUNK_TRAILER_START;
+            return 0;
+        }
+        /* Refuse at once a chunk that announces more than the budget. */
+        if (m->is_request && m->lim->max_body != 0 &&
+            b->remaining > m->lim->max_body - (m->body_bytes < m->lim->max_body ? m->body_bytes : m->lim->max_body))
+            return fail(m, 413, "chunk larger than max_body_bytes");
+        b->state = CHUNK_DATA;
+        return 0;
+    case CHUNK_DATA_CR:
+        if (c != '\r')
+            return fail(m, bad, "chunk data without CRLF");
+        b->state = CHUNK_DATA_LF;
+        return 0;
+    case CHUNK_DATA_LF:
+        if (c != '\n')
+            return fail(m, bad, "chunk data without CRLF");
+        b->state = CHUNK_SIZE;
+        b->remaining = 0;
+        return 0;
+    case CHUNK_TRAILER_START:
+    case CHUNK_TRAILER_NAME:
+    case CHUNK_TRAILER_VALUE:
+    case CHUNK_TRAILER_LF:
+    case CHUNK_END_LF:
+        if (++m->trailer_bytes > m->lim->max_head)
+            return fail(m, m->is_request ? 431 : 502, "trailers too large");
+        switch ((enum chunk_state)b->state) {
+        case CHUNK_TRAILER_START:
+            if (c == '\r')
+                b->state = CHUNK_END_LF;
+            else if (is_tchar(c))
+                b->state = CHUNK_TRAILER_NAME;
+            else
+                return fail(m, bad, "bad trailer line"); /* obs-fold, bare LF */
+            return 0;
+        case CHUNK_TRAILER_NAME:
+            if (c == ':')
+                b->state = CHUNK_TRAILER_VALUE;
+            else if (!is_tchar(c))
+                return fail(m, bad, "bad trailer name");
+            return 0;
+        case CHUNK_TRAILER_VALUE:
+            if (c == '\r')
+                b->state = CHUNK_TRAILER_LF;
+            else if (!is_value_char(c))
+                return fail(m, bad, "bad trailer value");
+            return 0;
+        case CHUNK_TRAILER_LF:
+            if (c != '\n')
+                return fail(m, bad, "trailer without CRLF");
+            b->state = CHUNK_TRAILER_START;
+            return 0;
+        default:
+            if (c != '\n')
+                return fail(m, bad, "chunked body without its final CRLF");
+            b->state = CHUNK_DONE;
+            return 0;
+        }
+    case CHUNK_DATA:
+    case CHUNK_DONE:
+        break;
+    }
+    return fail(m, bad, "chunked decoder state");
+}
+
+/* Decodes body bytes p[0..n); *used: bytes that belonged to this message.
+ * Returns 1 when the body is complete, 0 when it goes on, -1 on error. */
+static int decode_body(struct http1_msg *m, const char *p, size_t n, size_t *used)
+{
+    struct http1_body *b = &m->body;
+    size_t i = 0;
+    switch (b->mode) {
+    case HTTP1_BODY_NONE:
+        *used = 0;
+        return 1;
+    case HTTP1_BODY_CLOSE:
+        *used = n;
+        return deliver(m, p, n) ? -1 : 0;
+    case HTTP1_BODY_LENGTH: {
+        size_t take = n < b->remaining ? n : (size_t)b->remaining;
+        *used = take;
+        if (deliver(m, p, take) != 0)
+            return -1;
+        b->remaining -= take;
+        return b->remaining == 0;
+    }
+    case HTTP1_BODY_CHUNKED:
+        break;
+    }
+    while (i < n && b->state != CHUNK_DONE) {
+        if (b->state == CHUNK_DATA) {
+            size_t take = n - i < b->remaining ? n - i : (size_t)b->remaining;
+            if (deliver(m, p + i, take) != 0)
+                return -1;
+            i += take;
+            b->remaining -= take;
+            if (b->remaining == 0)
+                b->state = CHUNK_DATA_CR;
+            continue;
+        }
+        if (chunk_framing_byte(m, (unsigned char)p[i++]) != 0)
+            return -1;
+    }
+    *used = i;
+    return b->state == CHUNK_DONE;
 }
 
 static const llhttp_settings_t request_settings = {
@@ -544,7 +729,6 @@ static const llhttp_settings_t request_settings = {
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
@@ -553,7 +737,6 @@ static const llhttp_settings_t response_settings = {
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
@@ -594,319 +777,55 @@ void http1_msg_reset(struct http1_msg *m)
     m->parser.data = m;
 }
 
-enum http1_result http1_parse(struct http1_msg *m, const char *p, size_t n, size_t *used)
+static enum http1_result body_result(struct http1_msg *m, int rc)
 {
-    llhttp_errno_t err = llhttp_execute(&m->parser, p, n);
-    switch (err) {
-    case HPE_OK:
-        *used = n;
+    if (rc < 0)
+        return HTTP1_ERROR;
+    if (rc == 0)
         return HTTP1_MORE;
-    case HPE_PAUSED:
-    case HPE_PAUSED_UPGRADE:
-        *used = (size_t)(llhttp_get_error_pos(&m->parser) - p);
-        return HTTP1_DONE;
-    default:
-        *used = 0;
+    m->body.mode = HTTP1_BODY_NONE;
+    int end = m->handler->on_end(m->ctx, m);
+    if (end != 0) {
         if (m->error_status == 0)
-            fail(m, m->is_request ? 400 : 502, llhttp_get_error_reason(&m->parser));
+            fail(m, end, "end refused");
         return HTTP1_ERROR;
     }
+    return HTTP1_DONE;
+}
+
+enum http1_result http1_parse(struct http1_msg *m, const char *p, size_t n, size_t *used)
+{
+    size_t head = 0;
+    *used = 0;
+    if (!m->in_body) {
+        llhttp_errno_t err = llhttp_execute(&m->parser, p, n);
+        if (err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
+            if (err == HPE_OK) {
+                *used = n;
+                return HTTP1_MORE;
+            }
+            if (m->error_status == 0)
+                fail(m, m->is_request ? 400 : 502, llhttp_get_error_reason(&m->parser));
+            return HTTP1_ERROR;
+        }
+        head = (size_t)(llhttp_get_error_pos(&m->parser) - p);
+        *used = head;
+        if (m->body.mode == HTTP1_BODY_NONE)
+            return HTTP1_DONE; /* on_end ran in on_message_complete */
+    }
+    size_t body = 0;
+    enum http1_result r = body_result(m, decode_body(m, p + head, n - head, &body));
+    *used = head + body;
+    return r;
 }
 
 enum http1_result http1_finish(struct http1_msg *m)
 {
-    llhttp_errno_t err = llhttp_finish(&m->parser);
-    if (err == HPE_OK || err == HPE_PAUSED) {
-        /* llhttp_finish() completes a close-delimited body silently when
-         * the callback was already run; it returns OK only when the message
-         * could end here. */
-        return HTTP1_DONE;
-    }
+    if (m->in_body && m->body.mode == HTTP1_BODY_CLOSE)
+        return body_result(m, 1);
     if (m->error_status == 0)
         fail(m, m->is_request ? 400 : 502, "connection closed mid-message");
     return HTTP1_ERROR;
-}
-
-/* ---- serialisation ---- */
-
-void http1_out_put(struct http1_out *o, const char *p, size_t n)
-{
-    if (o->err)
-        return;
-    if (o->len + n > o->cap) {
-        if (http1_out_flush(o) != 0)
-            return;
-        if (n > o->cap) {
-            o->err = sink_write(o->sink, p, n);
-            return;
-        }
-    }
-    memcpy(o->buf + o->len, p, n);
-    o->len += n;
-}
-
-void http1_out_str(struct http1_out *o, const char *s)
-{
-    http1_out_put(o, s, strlen(s));
-}
-
-void http1_out_uint(struct http1_out *o, uint64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    http1_out_put(o, tmp + i, sizeof(tmp) - i);
-}
-
-int http1_out_flush(struct http1_out *o)
-{
-    if (o->err == 0 && o->len > 0)
-        o->err = sink_write(o->sink, o->buf, o->len);
-    o->len = 0;
-    return o->err;
-}
-
-static void put_span(struct http1_out *o, struct span s)
-{
-    http1_out_put(o, s.p, s.len);
-}
-
-static void put_header(struct http1_out *o, const char *name, struct span value)
-{
-    http1_out_str(o, name);
-    http1_out_put(o, ": ", 2);
-    put_span(o, value);
-    http1_out_put(o, "\r\n", 2);
-}
-
-static int is_forwarding_header(enum http1_hdr k)
-{
-    return k == HTTP1_HDR_X_FORWARDED_FOR || k == HTTP1_HDR_X_FORWARDED_PROTO ||
-           k == HTTP1_HDR_X_FORWARDED_HOST || k == HTTP1_HDR_X_FORWARDED_PORT ||
-           k == HTTP1_HDR_FORWARDED;
-}
-
-static int has_header(const struct http1_msg *m, enum http1_hdr kind)
-{
-    for (unsigned i = 0; i < m->nheaders; i++)
-        if (m->headers[i].kind == kind && !m->headers[i].dropped)
-            return 1;
-    return 0;
-}
-
-static void write_forwarded_for(struct http1_out *o, const struct http1_msg *req,
-                                const struct http1_fwd *fwd)
-{
-    http1_out_str(o, "X-Forwarded-For: ");
-    if (fwd->trusted_peer) {
-        for (unsigned i = 0; i < req->nheaders; i++) {
-            const struct http1_header *h = &req->headers[i];
-            if (h->kind == HTTP1_HDR_X_FORWARDED_FOR && h->value.len > 0) {
-                put_span(o, h->value);
-                http1_out_put(o, ", ", 2);
-            }
-        }
-    }
-    put_span(o, fwd->client_ip);
-    http1_out_put(o, "\r\n", 2);
-}
-
-void http1_write_request_head(struct http1_out *o, const struct http1_msg *req,
-                              const struct http1_fwd *fwd)
-{
-    struct span host = req->host.len ? req->host : fwd->default_host;
-    put_span(o, req->method);
-    http1_out_put(o, " ", 1);
-    put_span(o, req->uri);
-    http1_out_str(o, " HTTP/1.1\r\nHost: ");
-    put_span(o, host);
-    http1_out_put(o, "\r\n", 2);
-
-    for (unsigned i = 0; i < req->nheaders; i++) {
-        const struct http1_header *h = &req->headers[i];
-        if (h->dropped || h->kind == HTTP1_HDR_HOST || h->kind == HTTP1_HDR_CONTENT_LENGTH ||
-            h->kind == HTTP1_HDR_X_FORWARDED_FOR)
-            continue;
-        if (h->kind == HTTP1_HDR_EXPECT && !(req->flags & HTTP1_F_EXPECT_CONTINUE))
-            continue;
-        if (is_forwarding_header(h->kind) && !fwd->trusted_peer)
-            continue;
-        put_span(o, h->name);
-        http1_out_put(o, ": ", 2);
-        put_span(o, h->value);
-        http1_out_put(o, "\r\n", 2);
-    }
-    write_forwarded_for(o, req, fwd);
-    if (!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_PROTO))
-        http1_out_str(o, "X-Forwarded-Proto: https\r\n");
-    if ((!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_HOST)) && host.len)
-        put_header(o, "X-Forwarded-Host", host);
-    if (!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_PORT)) {
-        http1_out_str(o, "X-Forwarded-Port: ");
-        http1_out_uint(o, fwd->listener_port);
-        http1_out_put(o, "\r\n", 2);
-    }
-    if (req->flags & HTTP1_F_CHUNKED) {
-        http1_out_str(o, "Transfer-Encoding: chunked\r\n");
-    } else if (req->flags & HTTP1_F_CONTENT_LENGTH) {
-        http1_out_str(o, "Content-Length: ");
-        http1_out_uint(o, req->content_length);
-        http1_out_put(o, "\r\n", 2);
-    }
-    if (req->flags & HTTP1_F_UPGRADE)
-        http1_out_str(o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
-    else if (!fwd->keep_alive)
-        http1_out_str(o, "Connection: close\r\n");
-    http1_out_put(o, "\r\n", 2);
-}
-
-enum http1_framing http1_response_framing(const struct http1_msg *req,
-                                          const struct http1_msg *resp)
-{
-    if (resp->flags & (HTTP1_F_NO_BODY | HTTP1_F_UPGRADE))
-        return HTTP1_FRAMING_NONE;
-    if (resp->flags & HTTP1_F_CONTENT_LENGTH)
-        return HTTP1_FRAMING_LENGTH;
-    return req->version == 11 ? HTTP1_FRAMING_CHUNKED : HTTP1_FRAMING_CLOSE;
-}
-
-void http1_write_response_head(struct http1_out *o, const struct http1_msg *resp,
-                               const struct http1_resp_fwd *fwd)
-{
-    int interim = resp->status < 200;
-    http1_out_str(o, "HTTP/1.1 ");
-    http1_out_uint(o, (uint64_t)resp->status);
-    http1_out_put(o, " ", 1);
-    if (resp->reason.len)
-        put_span(o, resp->reason);
-    else
-        http1_out_str(o, http1_reason(resp->status));
-    http1_out_put(o, "\r\n", 2);
-
-    for (unsigned i = 0; i < resp->nheaders; i++) {
-        const struct http1_header *h = &resp->headers[i];
-        if (h->dropped)
-            continue;
-        if (h->kind == HTTP1_HDR_CONTENT_LENGTH && fwd->framing != HTTP1_FRAMING_LENGTH &&
-            fwd->framing != HTTP1_FRAMING_NONE)
-            continue;
-        put_span(o, h->name);
-        http1_out_put(o, ": ", 2);
-        put_span(o, h->value);
-        http1_out_put(o, "\r\n", 2);
-    }
-    if (interim) {
-        if (resp->flags & HTTP1_F_UPGRADE)
-            http1_out_str(o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
-        http1_out_put(o, "\r\n", 2);
-        return;
-    }
-    if (fwd->framing == HTTP1_FRAMING_CHUNKED)
-        http1_out_str(o, "Transfer-Encoding: chunked\r\n");
-    if (fwd->hsts != NULL && !has_header(resp, HTTP1_HDR_STRICT_TRANSPORT_SECURITY)) {
-        http1_out_str(o, "Strict-Transport-Security: ");
-        http1_out_str(o, fwd->hsts);
-        http1_out_put(o, "\r\n", 2);
-    }
-    if (fwd->close)
-        http1_out_str(o, "Connection: close\r\n");
-    else if (fwd->client_version == 10)
-        http1_out_str(o, "Connection: keep-alive\r\n");
-    http1_out_put(o, "\r\n", 2);
-}
-
-void http1_write_simple_response(struct http1_out *o, int status, int close,
-                                 const char *extra_headers, const char *body)
-{
-    char line[64], deflt[64];
-    if (body == NULL) {
-        snprintf(deflt, sizeof(deflt), "%d %s\n", status, http1_reason(status));
-        body = deflt;
-    }
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, http1_reason(status));
-    http1_out_put(o, line, (size_t)n);
-    http1_out_str(o, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
-    http1_out_uint(o, strlen(body));
-    http1_out_put(o, "\r\n", 2);
-    if (extra_headers)
-        http1_out_str(o, extra_headers);
-    if (close)
-        http1_out_str(o, "Connection: close\r\n");
-    http1_out_put(o, "\r\n", 2);
-    http1_out_str(o, body);
-}
-
-size_t http1_format_chunk_size(char out[20], size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    char tmp[20];
-    size_t i = sizeof(tmp);
-    tmp[--i] = '\n';
-    tmp[--i] = '\r';
-    do {
-        tmp[--i] = hex[n & 15];
-        n >>= 4;
-    } while (n != 0);
-    memcpy(out, tmp + i, sizeof(tmp) - i);
-    return sizeof(tmp) - i;
-}
-
-void http1_write_chunk_header(struct http1_out *o, size_t n)
-{
-    char tmp[20];
-    http1_out_put(o, tmp, http1_format_chunk_size(tmp, n));
-}
-
-void http1_write_chunk_trailer(struct http1_out *o)
-{
-    http1_out_put(o, "\r\n", 2);
-}
-
-void http1_write_last_chunk(struct http1_out *o)
-{
-    http1_out_put(o, "0\r\n\r\n", 5);
-}
-
-const char *http1_reason(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
-    }
 }
 
 /* What one character of a path means for dot-segment detection, with its

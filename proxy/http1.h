@@ -10,8 +10,10 @@
  * size and count limits) until the blank line; then http1_parse() hands the
  * complete head to llhttp in one call, so each span callback fires exactly
  * once and spans point into the caller's buffer, which must keep the head
- * bytes in place until the message is done.  Body bytes are parsed as they
- * come and delivered through the handler without being retained.
+ * bytes in place until the message is done.  Body bytes are decoded by
+ * moat's own framing decoder (Content-Length, strict chunked coding with
+ * bounded size lines and trailers, or until the close) as they come, and
+ * delivered through the handler without being retained.
  */
 #ifndef MOAT_HTTP1_H
 #define MOAT_HTTP1_H
@@ -89,6 +91,25 @@ enum {
     HTTP1_F_NO_BODY = 1u << 8,         /* response: 1xx, 204, 304 or to HEAD */
 };
 
+/* The longest chunk-size line (size and extensions) accepted. */
+#define HTTP1_MAX_CHUNK_LINE 4096
+
+enum http1_body_mode {
+    HTTP1_BODY_NONE = 0,
+    HTTP1_BODY_LENGTH,
+    HTTP1_BODY_CHUNKED,
+    HTTP1_BODY_CLOSE,       /* responses only: until the connection closes */
+};
+
+/* The body decoder's state; part of struct http1_msg. */
+struct http1_body {
+    enum http1_body_mode mode;
+    uint64_t remaining;     /* LENGTH: bytes left; CHUNKED: of this chunk */
+    unsigned state;         /* CHUNKED: where in the grammar */
+    unsigned line;          /* bytes of the current chunk-size line */
+    int digits;             /* hex digits seen in this chunk size */
+};
+
 struct http1_msg;
 
 /* Callbacks from http1_parse(); each returns 0 or an HTTP status (>= 400)
@@ -124,6 +145,7 @@ struct http1_msg {
     uint64_t content_length;
     uint64_t body_bytes;    /* delivered so far */
     size_t trailer_bytes;
+    struct http1_body body;
     struct span connection_tokens[8];
     unsigned nconnection_tokens;
 
@@ -163,7 +185,8 @@ struct http1_fwd {
     int keep_alive;             /* ask the upstream to keep the connection */
 };
 
-/* A bounded scratch buffer that spills into a sink when full. */
+/* A bounded scratch buffer that spills into a sink when full; with no sink,
+ * filling it sets err to -ENOBUFS. */
 struct http1_out {
     struct sink *sink;
     char *buf;

@@ -234,6 +234,10 @@ static void test_scan_request_errors(void)
 {
     /* line ends */
     CHECK_INT(scanq("GET / HTTP/1.1\nHost: a\r\n\r\n"), -400);
+    /* the HTTP/2 preface method, in any version (fuzz: pri-head-unanswered) */
+    CHECK_INT(scanq("PRI * HTTP/1.1\r\nHost: a\r\n\r\n"), -400);
+    CHECK_INT(scanq("PRI / HTTP/1.0\r\n\r\n"), -400);
+    CHECK_INT(scanq("PRIX / HTTP/1.1\r\nHost: a\r\n\r\n") > 0, 1);
     CHECK_INT(scanq("GET / HTTP/1.1\r\nHost: a\n\r\n"), -400);
     CHECK_INT(scanq("GET / HTTP/1.1\r\nHost: a\r\n\n"), -400);
     CHECK_INT(scanq("GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"), -400);
@@ -945,6 +949,17 @@ static void test_write_response(void)
               "\r\n");
     CHECK_STR(write_response("HTTP/1.1 100 Continue\r\n\r\n", 0, 11, 0, "max-age=1"),
               "HTTP/1.1 100 Continue\r\n\r\n");
+    /* RFC 9110 8.6: no Content-Length on 1xx or 204, kept on 304
+     * (fuzz: content-length-on-1xx-204) */
+    CHECK_STR(write_response("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", 0, 11, 0,
+                             NULL),
+              "HTTP/1.1 204 No Content\r\n\r\n");
+    CHECK_STR(write_response("HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\nLink: </s>\r\n\r\n",
+                             0, 11, 0, NULL),
+              "HTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n");
+    CHECK_STR(write_response("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n", 0, 11, 0,
+                             NULL),
+              "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n");
 }
 
 static void test_response_framing(void)
