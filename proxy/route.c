@@ -14,6 +14,11 @@ static int is_host_char(unsigned char c)
            c == '%';
 }
 
+static int is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
 int route_normalize_host(struct span host, char *out)
 {
     size_t n = host.len, end;
@@ -39,9 +44,12 @@ int route_normalize_host(struct span host, char *out)
             end++;
     }
     if (end < n) {
-        /* Only a port may follow the host. */
+        /* Only a port may follow the host, in at most five digits: a
+         * longer one is padding that would be copied upstream. */
         uint64_t port;
-        if (p[end] != ':' || parse_u64(p + end + 1, n - end - 1, &port) != 0 || port > 65535)
+        size_t digits = n - end - 1;
+        if (p[end] != ':' || digits > 5 || parse_u64(p + end + 1, digits, &port) != 0 ||
+            port > 65535)
             return -1;
     }
     size_t len = end;
@@ -54,6 +62,10 @@ int route_normalize_host(struct span host, char *out)
         if (c >= 'A' && c <= 'Z')
             c = (unsigned char)(c - 'A' + 'a');
         if (p[0] != '[' && !is_host_char(c))
+            return -1;
+        /* RFC 3986 pct-encoded: "%" HEXDIG HEXDIG, nothing else. */
+        if (c == '%' && (i + 2 >= len || !is_hex((unsigned char)p[i + 1]) ||
+                         !is_hex((unsigned char)p[i + 2])))
             return -1;
         out[i] = (char)c;
     }

@@ -94,6 +94,13 @@ static void test_normalize(void)
     CHECK_STR(norm("[::1]:"), "(invalid)");
     CHECK_STR(norm("[::1]:x"), "(invalid)");
     CHECK_STR(norm("[::1]:99999"), "(invalid)");
+    CHECK_STR(norm("example.com:00443"), "example.com");
+    CHECK_STR(norm("example.com:000443"), "(invalid)");
+    CHECK_STR(norm("localhost:00000000000000000000000000000000000000000"), "(invalid)");
+    /* pct-encoded needs two hex digits */
+    CHECK_STR(norm("a%41b"), "a%41b");
+    CHECK_STR(norm("a%4"), "(invalid)");
+    CHECK_STR(norm("a%zz"), "(invalid)");
 
     /* length: 255 bytes fit, 256 do not */
     char longhost[300];
