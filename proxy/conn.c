@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "exchange.h"
 #include "gen.h"
@@ -453,6 +454,17 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
         STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
         conn_abort(c);
         return;
+    case TLS_SNIFF_NO_GROUP:
+        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
+        log_debug("connection from %s: no key-exchange group in common", c->peer_ip);
+        if (outq_append(&c->out, tls_handshake_failure_alert,
+                        sizeof(tls_handshake_failure_alert)) != 0) {
+            conn_abort(c);
+            return;
+        }
+        c->eof = 1;
+        conn_close_after_flush(c);
+        return;
     case TLS_SNIFF_TLS:
         break;
     }
@@ -641,12 +653,13 @@ static void set_peer_ip(struct conn *c)
     snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", start);
 }
 
-void conn_accept(struct listener *l)
+void conn_accept(struct listener *l, int fd)
 {
     struct worker *w = l->w;
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         log_error("worker %u: out of memory accepting a connection", w->id);
+        close(fd);
         return;
     }
     c->w = w;
@@ -670,7 +683,8 @@ void conn_accept(struct listener *l)
     c->plain_sink.write = on_plain_write;
     strcpy(c->peer_ip, "-");
 
-    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
         conn_close_handles(c);
         return;
     }

@@ -87,8 +87,8 @@ struct conn {
     uint64_t last_activity;         /* uv_now() */
 };
 
-/* uv_connection_cb for a TLS listener. */
-void conn_accept(struct listener *l);
+/* A connection accepted (fd) on a TLS listener; conn owns fd from now on. */
+void conn_accept(struct listener *l, int fd);
 
 /* Plaintext for the client goes through this sink (TLS-encrypted). */
 struct sink *conn_sink(struct conn *c);

@@ -5,6 +5,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,18 +90,74 @@ int listener_same_socket(const struct cfg_listener *cfg, const char *name, const
     return sockaddr_port((const struct sockaddr *)&cfg->addr) != 0 || strcmp(cfg->name, name) == 0;
 }
 
-static void on_listener_connection(uv_stream_t *server, int status)
+static void hand_over(struct listener *l, int fd)
 {
-    struct listener *l = server->data;
-    if (status < 0) {
-        /* EMFILE and friends: libuv sheds the connection and retries. */
-        log_warn("listener on %s: accept: %s", l->bind, uv_strerror(status));
+    if (l->w->gen->cfg->listeners[l->index].redirect_to_https)
+        redirect_accept(l, fd);
+    else
+        conn_accept(l, fd);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events);
+
+static void on_pause_done(uv_timer_t *t)
+{
+    struct listener *l = t->data;
+    struct worker *w = l->w;
+    if (w->reserve_fd < 0)
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    uv_poll_start(&l->poll, UV_READABLE, on_poll);
+}
+
+/* Out of descriptors: close what waits in the backlog, so that the socket
+ * stops being readable, or pause when not even that is possible. */
+static void shed(struct listener *l, int err)
+{
+    struct worker *w = l->w;
+    uint64_t now = uv_now(&w->loop);
+    if (w->reserve_fd >= 0) {
+        close(w->reserve_fd);
+        w->reserve_fd = -1;
+        int fd;
+        while ((fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+            close(fd);
+            l->shed++;
+        }
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (w->reserve_fd < 0) {
+        uv_poll_stop(&l->poll);
+        uv_timer_start(&l->pause, on_pause_done, LISTENER_PAUSE_MS, 0);
+    }
+    if (now - l->last_log_ms >= 1000 || l->last_log_ms == 0) {
+        log_warn("listener on %s: %s: %llu connection(s) closed unserved", l->bind, strerror(err),
+                 (unsigned long long)l->shed);
+        l->shed = 0;
+        l->last_log_ms = now;
+    }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    struct listener *l = p->data;
+    (void)events;
+    if (status < 0)
+        return;
+    /* A bounded batch: other sockets of the loop get their turn. */
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            hand_over(l, fd);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            shed(l, errno);
+        else if (errno != EAGAIN && errno != EWOULDBLOCK)
+            log_warn("listener on %s: accept: %s", l->bind, strerror(errno));
         return;
     }
-    if (l->w->gen->cfg->listeners[l->index].redirect_to_https)
-        redirect_accept(l);
-    else
-        conn_accept(l);
 }
 
 struct listener *listener_start(struct worker *w, const struct cfg_listener *cfg, size_t index,
@@ -113,17 +170,20 @@ struct listener *listener_start(struct worker *w, const struct cfg_listener *cfg
         return NULL;
     }
     l->w = w;
+    l->fd = fd;
     l->index = index;
     l->port = port;
     snprintf(l->bind, sizeof(l->bind), "%s", cfg->bind);
     snprintf(l->name, sizeof(l->name), "%s", cfg->name);
-    uv_tcp_init(&w->loop, &l->tcp);
-    l->tcp.data = l;
-    int rc = uv_tcp_open(&l->tcp, fd);
-    if (rc != 0)
-        close(fd);
-    else
-        rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_listener_connection);
+    uv_timer_init(&w->loop, &l->pause);
+    l->pause.data = l;
+    l->handles = 1;
+    int rc = listen(fd, 4096) == 0 ? uv_poll_init(&w->loop, &l->poll, fd) : -errno;
+    if (rc == 0) {
+        l->handles++;
+        l->poll.data = l;
+        rc = uv_poll_start(&l->poll, UV_READABLE, on_poll);
+    }
     if (rc != 0) {
         snprintf(err, errlen, "listener \"%s\": listen: %s", cfg->name, uv_strerror(rc));
         listener_stop(l);
@@ -134,11 +194,18 @@ struct listener *listener_start(struct worker *w, const struct cfg_listener *cfg
 
 static void on_listener_close(uv_handle_t *h)
 {
-    free(h->data);
+    struct listener *l = h->data;
+    if (--l->handles > 0)
+        return;
+    close(l->fd);
+    free(l);
 }
 
 void listener_stop(struct listener *l)
 {
-    if (!uv_is_closing((uv_handle_t *)&l->tcp))
-        uv_close((uv_handle_t *)&l->tcp, on_listener_close);
+    if (uv_is_closing((uv_handle_t *)&l->pause))
+        return;
+    uv_close((uv_handle_t *)&l->pause, on_listener_close);
+    if (l->handles > 1)
+        uv_close((uv_handle_t *)&l->poll, on_listener_close);
 }

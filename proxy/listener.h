@@ -4,6 +4,14 @@
  * spreads accepts over the loops; each worker then listens on its own
  * socket and accepts into conn.  A worker's listener survives reloads that
  * keep its bind address.
+ *
+ * moat accepts itself (accept4 on a uv_poll_t) rather than through
+ * uv_listen(): when file descriptors run out, libuv 1.44 retries accept in
+ * a tight loop once its one reserve descriptor is taken by another thread.
+ * Here each worker keeps its own reserve: out of descriptors, it closes the
+ * reserve, accepts and closes what waits in the backlog (shedding it), and
+ * takes the reserve back; without a reserve it pauses accepting for
+ * LISTENER_PAUSE_MS.  The loop never spins.
  */
 #ifndef MOAT_LISTENER_H
 #define MOAT_LISTENER_H
@@ -17,9 +25,14 @@
 
 struct worker;
 
-/* Ownership: listener_start() allocates, the close callback frees. */
+/* Ownership: listener_start() allocates, the last close callback frees. */
 struct listener {
-    uv_tcp_t tcp;
+    uv_poll_t poll;             /* readable: connections wait in the backlog */
+    uv_timer_t pause;           /* accepting paused: out of file descriptors */
+    int fd;
+    int handles;
+    uint64_t shed;              /* connections closed unserved since the last log */
+    uint64_t last_log_ms;
     struct worker *w;
     size_t index;               /* in the worker's current configuration */
     unsigned port;
@@ -40,6 +53,8 @@ int listener_same_socket(const struct cfg_listener *cfg, const char *name, const
  */
 int listener_bind_group(const struct cfg_listener *l, unsigned n, int *fds, unsigned *port,
                         char *err, size_t errlen);
+
+#define LISTENER_PAUSE_MS 100
 
 /* Listens on fd (which it owns from now on, even on failure) in w's loop
  * as listener index of the worker's configuration.  Returns the listener,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gen.h"
 #include "http1.h"
@@ -211,12 +212,14 @@ static void on_redir_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     answer_redirect(r);
 }
 
-void redirect_accept(struct listener *l)
+void redirect_accept(struct listener *l, int fd)
 {
     struct worker *w = l->w;
     struct redir *r = calloc(1, sizeof(*r));
-    if (r == NULL)
+    if (r == NULL) {
+        close(fd);
         return;
+    }
     const struct cfg *cfg = w->gen->cfg;
     r->w = w;
     r->gen = w->gen;
@@ -242,8 +245,12 @@ void redirect_accept(struct listener *l)
     w->nconns++;
     STAT_INC(w->metrics.active);
     STAT_INC(r->gen->lstats[l->index]->connections);
-    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&r->tcp) != 0 ||
-        uv_read_start((uv_stream_t *)&r->tcp, on_redir_alloc, on_redir_read) != 0) {
+    if (uv_tcp_open(&r->tcp, fd) != 0) {
+        close(fd);
+        close_redir(r);
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)&r->tcp, on_redir_alloc, on_redir_read) != 0) {
         close_redir(r);
         return;
     }

@@ -10,8 +10,8 @@
 struct listener;
 struct worker;
 
-/* uv_connection_cb work for a redirect listener. */
-void redirect_accept(struct listener *l);
+/* A connection accepted (fd) on a redirect listener; it owns fd now. */
+void redirect_accept(struct listener *l, int fd);
 /* Shutdown: close connections still waiting for a request (now: all). */
 void redirect_drain(struct worker *w, int now);
 

@@ -267,6 +267,15 @@ static WOLFSSL_CTX *new_ctx(const struct cfg_tls *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cipher list \"%s\" is not usable", ciphers);
         goto fail;
     }
+    /* Key exchange over the groups moat offers, best first.  With an
+     * explicit list, a client that shares none of them is refused rather
+     * than sent a HelloRetryRequest that selects nothing. */
+    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
+    if (wolfSSL_CTX_set_groups(ctx, groups, (int)(sizeof(groups) / sizeof(groups[0]))) !=
+        WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "cannot set the key-exchange groups");
+        goto fail;
+    }
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
     wolfSSL_CTX_SetIORecv(ctx, on_tls_recv);
     wolfSSL_CTX_SetIOSend(ctx, on_tls_send);
@@ -331,6 +340,63 @@ void tls_ctx_set_free(struct tls_ctx_set **set)
     *set = NULL;
 }
 
+const uint8_t tls_handshake_failure_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28};
+
+static unsigned be16(const uint8_t *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+/*
+ * 1 when the ClientHello in the complete record p[0..n) lists
+ * supported_groups and none of moat's (x25519, secp256r1, secp384r1); 0
+ * otherwise, malformed or unusual hellos included: wolfSSL judges those.
+ * wolfSSL 5.5.4 would answer such a TLS 1.3 hello with a HelloRetryRequest
+ * that selects a group the client never offered.
+ */
+static int no_common_group(const uint8_t *p, size_t n)
+{
+    size_t i = 5;
+    if (n < i + 4 || p[i] != 1)
+        return 0;
+    size_t end = i + 4 + ((size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 | p[i + 3]);
+    i += 4 + 2 + 32; /* handshake header, version, random */
+    if (end > n || i + 1 > end)
+        return 0;
+    i += 1 + p[i]; /* session id */
+    if (i + 2 > end)
+        return 0;
+    i += 2 + be16(p + i); /* cipher suites */
+    if (i + 1 > end)
+        return 0;
+    i += 1 + p[i]; /* compression methods */
+    if (i + 2 > end)
+        return 0;
+    size_t ext_end = i + 2 + be16(p + i);
+    if (ext_end > end)
+        return 0;
+    for (i += 2; i + 4 <= ext_end;) {
+        unsigned type = be16(p + i);
+        size_t len = be16(p + i + 2);
+        i += 4;
+        if (i + len > ext_end)
+            return 0;
+        if (type == 10) { /* supported_groups */
+            if (len < 2 || be16(p + i) + 2u > len)
+                return 0;
+            for (size_t k = i + 2; k + 1 < i + 2 + be16(p + i); k += 2) {
+                unsigned g = be16(p + k);
+                if (g == WOLFSSL_ECC_X25519 || g == WOLFSSL_ECC_SECP256R1 ||
+                    g == WOLFSSL_ECC_SECP384R1)
+                    return 0;
+            }
+            return 1;
+        }
+        i += len;
+    }
+    return 0;
+}
+
 enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni)
 {
     sni[0] = '\0';
@@ -364,6 +430,8 @@ enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni)
             len--;
         sni[len] = '\0';
     }
+    if (no_common_group(p, 5 + rec))
+        return TLS_SNIFF_NO_GROUP;
     return TLS_SNIFF_TLS;
 }
 

@@ -59,7 +59,11 @@ enum tls_sniff {
     TLS_SNIFF_TLS,          /* a TLS handshake record */
     TLS_SNIFF_HTTP,         /* looks like plain HTTP */
     TLS_SNIFF_GARBAGE,
+    TLS_SNIFF_NO_GROUP,     /* a ClientHello sharing no key-exchange group with moat */
 };
+
+/* The alert record that refuses a ClientHello (fatal handshake_failure). */
+extern const uint8_t tls_handshake_failure_alert[7];
 
 #define TLS_MAX_SNI 255
 

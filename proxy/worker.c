@@ -6,6 +6,7 @@
  */
 #include "worker.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,7 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt,
 {
     memset(w, 0, offsetof(struct worker, read_buf));
     w->id = id;
+    w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->hooks = *hooks;
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "worker %u: cannot create an event loop", id);
@@ -268,6 +270,8 @@ void worker_destroy(struct worker *w)
     uv_walk(&w->loop, close_walked, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
+    if (w->reserve_fd >= 0)
+        close(w->reserve_fd);
     buf_pool_destroy(&w->chunks);
     metrics_destroy(&w->metrics);
 }

@@ -47,6 +47,7 @@ struct worker {
     struct listener **listeners;        /* one per listener of gen->cfg */
     size_t nlisteners;
     struct buf_pool chunks;             /* output queues */
+    int reserve_fd;                     /* spare descriptor for shedding (listener.c) */
 
     struct conn *conns;                 /* every open client connection */
     struct redir *redirects;            /* open redirect connections */
