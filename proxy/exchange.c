@@ -58,6 +58,7 @@ struct exchange {
     int upstream_paused;            /* client is slow: upstream not read */
     int replayable;                 /* no body: the head alone can be resent */
     int up_reading;                 /* the attached connection is being read */
+    int write_failed;               /* the upstream closed its read side */
 
     const struct cfg_route *route;
     struct upstream_pool *pool;
@@ -358,6 +359,8 @@ static int on_request_head(void *ctx, struct http1_msg *m)
 
 static int queue_upstream(struct exchange *x, const char *p, size_t n)
 {
+    if (x->write_failed)
+        return 0; /* the upstream stopped reading: its answer is what counts */
     return x->up != NULL && outq_append(&x->up->out, p, n) == 0 ? 0 : 500;
 }
 
@@ -390,7 +393,7 @@ static int on_request_end(void *ctx, struct http1_msg *m)
 static void push_request(struct exchange *x)
 {
     struct upconn *up = x->up;
-    if (up == NULL || !up->connected)
+    if (up == NULL || !up->connected || x->write_failed)
         return;
     if (!x->up_reading) {
         if (upconn_read_start(up) != 0) {
@@ -727,7 +730,9 @@ static void on_upstream_eof(struct exchange *x, int err)
                                     : "upstream reset before responding");
         return;
     }
-    if (http1_finish(&x->resp) == HTTP1_DONE && x->resp_done) {
+    /* Only a clean close ends a close-delimited body: after a reset the
+     * client must not take what it got for the whole response. */
+    if (err == UV_EOF && http1_finish(&x->resp) == HTTP1_DONE && x->resp_done) {
         x->close_after = x->close_after || x->framing == HTTP1_FRAMING_CLOSE;
         x->upstream_extra = 1; /* it closed: never reuse */
         after_relay(x);
@@ -798,10 +803,22 @@ static void on_upstream_written(void *owner, struct upconn *up, int status)
     if (status < 0) {
         if (retry_stale(x))
             return;
-        if (x->upgraded)
+        if (x->upgraded) {
             conn_close_after_flush(x->c);
-        else
-            fail_upstream(x, 502, UPSTREAM_ERROR_RESET, "upstream write failed");
+            return;
+        }
+        if (x->up_reading && !x->resp_started) {
+            /* An upstream that answers early (413 to a big upload) and
+             * closes stops our writes; its answer may already wait in the
+             * socket.  Stop sending and let the read side decide: the
+             * response, or EOF/reset (502). */
+            x->write_failed = 1;
+            outq_discard(&up->out);
+            conn_block_input(x->c);
+            arm_response_timer(x);
+            return;
+        }
+        fail_upstream(x, 502, UPSTREAM_ERROR_RESET, "upstream write failed");
         return;
     }
     if (up->out.bytes > 0)
