@@ -328,10 +328,14 @@ class Resp:
 
 class Raw:
     """Send these exact bytes, then close unless close=False.  data may be
-    a list of byte strings and numbers (seconds to pause in between)."""
+    a list of byte strings and numbers (seconds to pause in between).
+    reset=True ends the connection with a TCP RST after the bytes;
+    drain=seconds half-closes it and reads (and drops) what still comes
+    for that long before closing, as servers with a lingering close do."""
 
-    def __init__(self, data, close=True, delay=0):
-        self.data, self.close, self.delay = data, close, delay
+    def __init__(self, data, close=True, delay=0, reset=False, drain=0):
+        self.data, self.close, self.delay, self.reset = data, close, delay, reset
+        self.drain = drain
 
 
 class Reset:
@@ -551,6 +555,16 @@ class Backend:
                     self._sleep(p)
                 else:
                     self._send(s, p)
+            if getattr(action, "reset", False):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                return False
+            if getattr(action, "drain", 0):
+                s.shutdown(socket.SHUT_WR)
+                deadline = time.monotonic() + action.drain
+                while time.monotonic() < deadline and self._recv(s, cid):
+                    pass
+                return False
             return not action.close
         if isinstance(action, Upgrade):
             self._send(s, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
