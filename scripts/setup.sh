@@ -17,7 +17,7 @@ set -euo pipefail
 
 build_pkgs="build-essential cmake pkg-config libuv1-dev libyaml-dev node-llhttp libwolfssl-dev"
 demo_pkgs="openssl python3 curl"
-test_pkgs="curl openssl python3 python3-pytest wrk procps iproute2 clang-14 libclang-rt-14-dev"
+test_pkgs="curl openssl python3 python3-pytest python3-openssl wrk procps iproute2 clang-14 libclang-rt-14-dev sslscan slowhttptest valgrind"
 bench_pkgs="wrk haproxy nginx-light hitch procps iproute2 curl openssl libssl-dev gnuplot-nox"
 source_pkgs="dpkg-dev autoconf automake libtool make"
 docker_pkgs="podman runc debootstrap uidmap"

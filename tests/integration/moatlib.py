@@ -24,6 +24,9 @@ SCALE = float(os.environ.get("MOAT_TEST_TIMEOUT_SCALE") or "1")
 # makes RSS meaningless there, so memory-growth checks are skipped.
 SANITIZED = os.environ.get("MOAT_TEST_SANITIZED") == "1"
 MOAT_BIN = os.environ.get("MOAT_BIN") or "/work/main/build-it/moat"
+# Set by scripts/test.sh for its valgrind smoke run: moat runs under
+# memcheck, and any error or definite leak makes it exit 99.
+VALGRIND = os.environ.get("MOAT_TEST_VALGRIND") == "1"
 BAD_LOG = re.compile(r"\[alert\]|AddressSanitizer|LeakSanitizer|runtime error:|ThreadSanitizer")
 
 
@@ -176,6 +179,10 @@ class Moat:
         if args is None:
             args = ["-c", self.config]
         self.args = [MOAT_BIN] + list(args)
+        if VALGRIND:
+            self.args = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+                         "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
+                         "--log-file=" + os.path.join(self.dir, "valgrind.log")] + self.args
         if listen:
             self.args += ["--listen-file", self.listen_file]
         self.env = env
@@ -272,6 +279,12 @@ class Moat:
         if len(out) > 20000:
             out = out[:10000] + "\n...\n" + out[-10000:]
         print("---- stdout:\n" + out)
+        if VALGRIND:
+            try:
+                with open(os.path.join(self.dir, "valgrind.log")) as f:
+                    print("---- valgrind:\n" + f.read())
+            except FileNotFoundError:
+                pass
 
 
 # --------------------------------------------------------------------------
