@@ -551,9 +551,13 @@ int tls_write(struct tls_session *s, const void *p, size_t n)
     return 0;
 }
 
-void tls_close_notify(struct tls_session *s)
+void tls_close_notify(struct tls_session *s, struct sink *to)
 {
+    struct sink *out = s->out;
+    if (to != NULL)
+        s->out = to;
     wolfSSL_shutdown(s->ssl);
+    s->out = out;
 }
 
 const char *tls_session_version(struct tls_session *s)

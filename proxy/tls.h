@@ -95,8 +95,8 @@ int tls_handshake(struct tls_session *s);
 int tls_read(struct tls_session *s, void *buf, size_t cap);
 /* Encrypts all of p into the output sink: 0 or TLS_ERROR. */
 int tls_write(struct tls_session *s, const void *p, size_t n);
-/* Queues a close_notify alert. */
-void tls_close_notify(struct tls_session *s);
+/* Writes a close_notify alert to to, or to the session's sink if NULL. */
+void tls_close_notify(struct tls_session *s, struct sink *to);
 
 const char *tls_session_version(struct tls_session *s);
 const char *tls_session_cipher(struct tls_session *s);

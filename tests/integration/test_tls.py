@@ -1,6 +1,7 @@
 """TLS: SNI certificate choice, protocol versions, ALPN, plain HTTP on the
 TLS port, handshake timeout."""
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -231,6 +232,41 @@ def test_tls_client_renegotiation_refused(sni_proxy, certs):
     assert "RENEGOTIATING" in text, text
     assert "HTTP/1.1 200" not in text, "renegotiation succeeded and the request was served:\n" \
         + text
+
+
+@pytest.mark.parametrize("closer", ["client_idle", "SIGTERM"])
+def test_idle_connections_closed_with_close_notify(certs, backend, moat_factory, closer):
+    """Idle keep-alive connections that moat closes (idle timeout, shutdown)
+    get a close_notify too; moat writes it straight to the socket."""
+    extra = "timeouts:\n  client_idle: 1s\n" if closer == "client_idle" else ""
+    m = moat_factory(basic_yaml(certs, [backend.addr], extra=extra))
+    ctx = client_context(certs)
+    conns = []
+    for _ in range(20):
+        raw = socket.create_connection(("127.0.0.1", m.port()), timeout=T(5))
+        s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        conns.append(s)
+    if closer == "SIGTERM":
+        m.signal(signal.SIGTERM)
+    ended = []
+    for s in conns:
+        s.settimeout(T(5))
+        try:
+            while s.recv(65536):
+                pass  # the rest of the response body
+            ended.append("close_notify")
+        except ssl.SSLEOFError:
+            ended.append("eof without close_notify")
+        finally:
+            s.close()
+    assert ended == ["close_notify"] * len(conns), ended
+    if closer == "SIGTERM":
+        assert m.wait(5) == 0, m.stderr()
 
 
 def test_close_notify_sent_before_closing(sni_proxy, certs):
