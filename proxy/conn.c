@@ -338,6 +338,9 @@ static void conn_process_loop(struct conn *c)
                 log_debug("connection from %s: handshake failed: %s", c->peer_ip,
                           tls_session_error(c->tls, why, sizeof(why)));
                 /* wolfSSL queued an alert: send it, then close. */
+                if (c->out.bytes == 0 && tls_session_no_shared_suite(c->tls))
+                    outq_append(&c->out, tls_handshake_failure_alert,
+                                sizeof(tls_handshake_failure_alert));
                 c->eof = 1;
                 conn_close_after_flush(c);
                 return;

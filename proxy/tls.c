@@ -11,6 +11,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include "log.h"
@@ -578,6 +579,11 @@ int tls_session_resumed(struct tls_session *s)
 int tls_session_is_tls13(struct tls_session *s)
 {
     return wolfSSL_GetVersion(s->ssl) == WOLFSSL_TLSV1_3;
+}
+
+int tls_session_no_shared_suite(struct tls_session *s)
+{
+    return s->last_error == MATCH_SUITE_ERROR;
 }
 
 const char *tls_session_error(struct tls_session *s, char *buf, size_t len)

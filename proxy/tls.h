@@ -103,6 +103,9 @@ const char *tls_session_cipher(struct tls_session *s);
 int tls_session_resumed(struct tls_session *s);
 /* 1 for TLS 1.3, 0 for TLS 1.2. */
 int tls_session_is_tls13(struct tls_session *s);
+/* 1 if the handshake failed for want of a cipher suite in common: wolfSSL
+ * then closes without the handshake_failure alert the client expects. */
+int tls_session_no_shared_suite(struct tls_session *s);
 /* The last error as text, for the error log. */
 const char *tls_session_error(struct tls_session *s, char *buf, size_t len);
 
