@@ -3,12 +3,13 @@
 # already present are not fetched again, and apt's index is refreshed only
 # when something is missing.
 #
-# Usage: scripts/setup.sh [--build] [--demo] [--tests] [--bench] [--docker] [--fuzz] [--wolfssl-source]
+# Usage: scripts/setup.sh [--build] [--demo] [--tests] [--bench] [--docker] [--fuzz] [--scan] [--wolfssl-source]
 #   --build           compiler, CMake and the four libraries (default)
 #   --demo            what scripts/run.sh needs besides the build (openssl, python3)
 #   --tests           the real clients and tools the test suite drives
 #   --bench           load generators and the peers moat is measured against
 #   --fuzz            clang and libFuzzer for scripts/fuzz.sh
+#   --scan            testssl.sh for scripts/tls-scan.sh
 #   --docker          podman and what it needs to build and run moat's image
 #                     without a Docker engine or registry (scripts/test-docker.sh)
 #   --wolfssl-source  what scripts/build-wolfssl.sh needs to fetch and build
@@ -22,6 +23,7 @@ bench_pkgs="wrk haproxy nginx-light hitch procps iproute2 curl openssl libssl-de
 source_pkgs="dpkg-dev autoconf automake libtool make"
 docker_pkgs="podman runc debootstrap uidmap"
 fuzz_pkgs="clang-14 libclang-rt-14-dev libfuzzer-14-dev"
+scan_pkgs="testssl.sh openssl"
 
 want=""
 [ $# -eq 0 ] && set -- --build
@@ -33,6 +35,7 @@ for arg in "$@"; do
         --bench) want="$want $build_pkgs $bench_pkgs" ;;
         --docker) want="$want $docker_pkgs" ;;
         --fuzz) want="$want $fuzz_pkgs" ;;
+        --scan) want="$want $scan_pkgs" ;;
         --wolfssl-source) want="$want $source_pkgs" ;;
         *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
     esac
