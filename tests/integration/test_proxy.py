@@ -253,6 +253,36 @@ def test_upstream_keepalive_one_backend_connection(proxy, certs):
     assert {r.conn_id for r in b.requests} == {0}
 
 
+def test_upstream_pool_above_keepalive_does_not_churn(certs, backend, moat_factory):
+    """8 clients with keep-alive and `keepalive: 2`: connections idle beyond
+    the 2 are kept briefly, not closed and reopened for the next request;
+    they go after about a second, the 2 after the idle timeout (4 s)."""
+    m = moat_factory(basic_yaml(certs, [backend.addr], upstream_extra="keepalive: 2"))
+    errors = []
+
+    def client(k):
+        try:
+            with Client(m.port(), certs) as c:
+                for i in range(40):
+                    if c.request("GET", "/c%d/%d" % (k, i)).status != 200:
+                        errors.append((k, i))
+        except Exception as e:  # reported below
+            errors.append((k, repr(e)))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(T(30))
+    assert not errors, errors[:5]
+    assert len(backend.requests) == 320
+    # without the surplus allowance this was well over 100
+    assert backend.connections <= 16, "%d backend connections for 8 clients" \
+        % backend.connections
+    wait_for(lambda: backend.open_connections() <= 2, 3, "surplus idle connections closed")
+    wait_for(lambda: backend.open_connections() == 0, 6, "idle connections closed")
+
+
 def test_upstream_closing_pooled_connection_is_not_a_client_error(proxy, certs):
     """The backend closes each connection after its response without saying
     so (no Connection: close): moat must not answer 502 when it reuses it."""
