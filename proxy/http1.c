@@ -382,6 +382,9 @@ static int analyze_request(struct http1_msg *m)
     } else if (fc.cl == 1) {
         m->flags |= HTTP1_F_CONTENT_LENGTH;
         m->content_length = m->parser.content_length;
+        /* Beyond a signed 64-bit length other parsers disagree on it. */
+        if (m->content_length > INT64_MAX)
+            return fail(m, 400, "Content-Length out of range");
     }
     if (m->lim->max_body != 0 && (m->flags & HTTP1_F_CONTENT_LENGTH) &&
         m->content_length > m->lim->max_body)
@@ -424,6 +427,8 @@ static int analyze_response(struct http1_msg *m)
     } else if (fc.cl == 1) {
         m->flags |= HTTP1_F_CONTENT_LENGTH;
         m->content_length = m->parser.content_length;
+        if (m->content_length > INT64_MAX)
+            return fail(m, 502, "upstream Content-Length out of range");
     }
     if (m->status == 101)
         m->flags |= HTTP1_F_UPGRADE;

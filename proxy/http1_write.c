@@ -177,8 +177,16 @@ void http1_write_response_head(struct http1_out *o, const struct http1_msg *resp
         const struct http1_header *h = &resp->headers[i];
         if (h->dropped)
             continue;
-        if (h->kind == HTTP1_HDR_CONTENT_LENGTH && !keep_length)
+        if (h->kind == HTTP1_HDR_CONTENT_LENGTH) {
+            /* The number as moat read it: padding digits never reach the
+             * client, whose parser may read them differently. */
+            if (keep_length) {
+                http1_out_str(o, "Content-Length: ");
+                http1_out_uint(o, resp->content_length);
+                http1_out_put(o, "\r\n", 2);
+            }
             continue;
+        }
         put_span(o, h->name);
         http1_out_put(o, ": ", 2);
         put_span(o, h->value);

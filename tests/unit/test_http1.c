@@ -731,6 +731,14 @@ static void test_parse_responses(void)
     p = resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", 0);
     CHECK_INT(p->res, HTTP1_ERROR);
     CHECK_INT(p->m.error_status, 502);
+    /* a length other parsers read as negative (fuzz: response) */
+    p = resp("HTTP/1.1 200 OK\r\nContent-Length: 11000000000000000001\r\n\r\n", 0);
+    CHECK_INT(p->res, HTTP1_ERROR);
+    CHECK_INT(p->m.error_status, 502);
+    p = resp("HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775807\r\n\r\n", 0);
+    CHECK(p->res != HTTP1_ERROR);
+    CHECK_INT(req_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n"),
+              400);
 }
 
 /* ---- serialisation ---- */
@@ -960,6 +968,11 @@ static void test_write_response(void)
     CHECK_STR(write_response("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n", 0, 11, 0,
                              NULL),
               "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n");
+    /* the length as moat read it, not the upstream's spelling */
+    CHECK_STR(write_response("HTTP/1.1 200 OK\r\ncontent-length: 000000000000000000000005\r\n"
+                             "X: y\r\n\r\n",
+                             0, 11, 0, NULL),
+              "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\n");
 }
 
 static void test_response_framing(void)
