@@ -90,6 +90,12 @@ static void on_upconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct upconn *up = s->data;
     if (nread == 0 || up->closing)
         return;
+    if (nread < 0) {
+        /* libuv has stopped reading: a later upconn_read_start must not
+         * take the flag for a live watcher. */
+        up->reading = 0;
+        up->peer_closed = 1;
+    }
     if (up->owner == NULL) {
         /* Anything from an idle connection (data or EOF) ends it. */
         upconn_close(up);
@@ -273,7 +279,8 @@ void upconn_release(struct upconn *up)
     struct upstream_pool *p = up->pool;
     if (up->closing)
         return;
-    if (!up->connected || up->out.bytes > 0 || p->w->stopping || p->cfg->keepalive == 0) {
+    if (!up->connected || up->peer_closed || up->out.bytes > 0 || p->w->stopping ||
+        p->cfg->keepalive == 0) {
         upconn_close(up);
         return;
     }

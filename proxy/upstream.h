@@ -45,6 +45,7 @@ struct upconn {
     struct upconn *next_idle;
     int connected;
     int reading;
+    int peer_closed;            /* EOF or an error was read: never pooled */
     int counted;                /* in pool->active for least_conn */
     int reused;                 /* came from the keep-alive pool */
     int closing;
