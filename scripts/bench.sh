@@ -136,18 +136,15 @@ if [ "$idle_n" = auto ]; then
 fi
 
 # --- moat and the client ------------------------------------------------------
-# The bundled wolfSSL's prefix, computed as CMakeLists.txt does it (the cache
-# directory plus the first 12 hex digits of build-wolfssl.sh's SHA-256).
-# MOAT_WOLFSSL_PREFIX is a CMake cache variable, so a build directory
-# configured before build-wolfssl.sh last changed keeps linking the old
-# build: the bench build passes the current prefix explicitly.
+# The bundled wolfSSL's prefix as CMakeLists.txt computes it by default (the
+# cache directory plus the first 12 hex digits of build-wolfssl.sh's SHA-256),
+# for a moat binary without a build directory beside it.
 wolf_cache=${MOAT_CACHE_DIR:-${XDG_CACHE_HOME:+$XDG_CACHE_HOME/moat}}
 wolf_cache=${wolf_cache:-$HOME/.cache/moat}
 wolf_current="$wolf_cache/wolfssl-5.5.4-$(sha256sum "$root/scripts/build-wolfssl.sh" | cut -c1-12)"
 if [ -z "$moat_bin" ]; then
     log "building moat in $build_dir"
-    "$root/scripts/build.sh" "$build_dir" -DMOAT_WOLFSSL_PREFIX="$wolf_current" \
-        >"$work/logs/build.log" 2>&1 || { tail -20 "$work/logs/build.log" >&2; exit 1; }
+    "$root/scripts/build.sh" "$build_dir" >"$work/logs/build.log" 2>&1 || { tail -20 "$work/logs/build.log" >&2; exit 1; }
     moat_bin="$build_dir/moat"
 fi
 [ -x "$moat_bin" ] || { echo "bench: no moat binary at $moat_bin" >&2; exit 1; }
@@ -156,7 +153,7 @@ cc -O2 -Wall -o "$work/hsbench" "$root/scripts/bench/hsbench.c" -lssl -lcrypto
 # -m BINARY: the prefix its build directory names, else the current one
 # (none when that build links Debian's libwolfssl: MOAT_WOLFSSL=system).
 moat_cmake_cache="$(dirname "$moat_bin")/CMakeCache.txt"
-wolf_prefix=$(sed -n 's/^MOAT_WOLFSSL_PREFIX:PATH=//p' "$moat_cmake_cache" 2>/dev/null || true)
+wolf_prefix=$(sed -n 's/^MOAT_WOLFSSL_PREFIX_USED:INTERNAL=//p' "$moat_cmake_cache" 2>/dev/null || true)
 if grep -q '^MOAT_WOLFSSL:STRING=system' "$moat_cmake_cache" 2>/dev/null; then
     wolf_prefix=/nonexistent
 elif [ -z "$wolf_prefix" ]; then
