@@ -323,6 +323,18 @@ static void on_handshake_done(struct conn *c)
     conn_set_timeout(c, c->gen->cfg->timeouts.client_idle_ms);
 }
 
+/* A refused ClientHello: a fatal handshake_failure alert, then close. */
+static void refuse_handshake(struct conn *c)
+{
+    if (outq_append(&c->out, tls_handshake_failure_alert, sizeof(tls_handshake_failure_alert)) !=
+        0) {
+        conn_abort(c);
+        return;
+    }
+    c->eof = 1;
+    conn_close_after_flush(c);
+}
+
 /* Pulls plaintext out of TLS as far as the exchange can take it. */
 static void conn_process_loop(struct conn *c)
 {
@@ -337,10 +349,11 @@ static void conn_process_loop(struct conn *c)
                 STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
                 log_debug("connection from %s: handshake failed: %s", c->peer_ip,
                           tls_session_error(c->tls, why, sizeof(why)));
+                if (c->out.bytes == 0 && tls_session_no_shared_suite(c->tls)) {
+                    refuse_handshake(c); /* wolfSSL closes without an alert */
+                    return;
+                }
                 /* wolfSSL queued an alert: send it, then close. */
-                if (c->out.bytes == 0 && tls_session_no_shared_suite(c->tls))
-                    outq_append(&c->out, tls_handshake_failure_alert,
-                                sizeof(tls_handshake_failure_alert));
                 c->eof = 1;
                 conn_close_after_flush(c);
                 return;
@@ -505,13 +518,7 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
     case TLS_SNIFF_NO_GROUP:
         STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
         log_debug("connection from %s: no key-exchange group in common", c->peer_ip);
-        if (outq_append(&c->out, tls_handshake_failure_alert,
-                        sizeof(tls_handshake_failure_alert)) != 0) {
-            conn_abort(c);
-            return;
-        }
-        c->eof = 1;
-        conn_close_after_flush(c);
+        refuse_handshake(c);
         return;
     case TLS_SNIFF_TLS:
         break;
