@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "http1.h"
 
 /* ---- failing ---- */
 
@@ -263,6 +264,22 @@ static inline const char *fuzz_read_head(const char *p, size_t n, int mode, stru
         f->name_len = m;
         f->value = l + vs;
         f->value_len = ve - vs;
+    }
+}
+
+/* The header lines the independent reader found in h are the ones llhttp
+ * gave moat in m, in the same order and byte for byte. */
+static inline void fuzz_check_same_fields(const struct fuzz_head *h, const struct http1_msg *m)
+{
+    FUZZ_CHECK(h->nfields == m->nheaders, "%u header lines, llhttp saw %u", h->nfields,
+               m->nheaders);
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct fuzz_field *f = &h->fields[i];
+        const struct http1_header *g = &m->headers[i];
+        FUZZ_CHECK(f->name_len == g->name.len && memcmp(f->name, g->name.p, f->name_len) == 0 &&
+                       f->value_len == g->value.len &&
+                       memcmp(f->value, g->value.p, f->value_len) == 0,
+                   "header %u read differently by llhttp", i);
     }
 }
 

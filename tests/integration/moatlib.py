@@ -681,6 +681,23 @@ def free_port():
 # clients
 
 
+def tls_get(port, ctx, session=None, sni="localhost", path=b"/"):
+    """One TLS connection with one GET that must answer 200; returns
+    (session_reused, session).  The response is read to the end so that
+    TLS 1.3 tickets are received."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=T(5))
+    with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s:
+        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]
+        return s.session_reused, s.session
+
+
 def client_context(certs, minv=None, maxv=None, alpn=None, verify=True):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if verify:

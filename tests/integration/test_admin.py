@@ -10,7 +10,7 @@ import time
 import pytest
 
 from moatlib import (T, Client, Hang, Raw, Reset, Resp, basic_yaml, client_context, free_port,
-                     wait_for)
+                     tls_get, wait_for)
 from opslib import (ADMIN, _family_of, CertMaker, header, http_get, parse_prometheus, scrape, sighup,
                     tls_yaml, write_atomic)
 
@@ -246,18 +246,6 @@ def _eq(a, b):
     assert a == b, (a, b)
 
 
-def _connect(port, ctx, session=None, path=b"/"):
-    raw = socket.create_connection(("127.0.0.1", port), timeout=T(5))
-    with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
-        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        assert data.startswith(b"HTTP/1.1 200"), data[:100]
-        return s.session_reused, s.session
 
 
 def test_handshake_session_and_ticket_counters(certs, backend, moat_factory):
@@ -267,12 +255,12 @@ def test_handshake_session_and_ticket_counters(certs, backend, moat_factory):
     # TLS 1.2 with session IDs (no tickets): one full, two resumed from the cache
     ctx12 = client_context(certs, minv=TLS12, maxv=TLS12)
     ctx12.options |= ssl.OP_NO_TICKET
-    _, sess = _connect(port, ctx12)
-    assert _connect(port, ctx12, sess)[0] and _connect(port, ctx12, sess)[0]
+    _, sess = tls_get(port, ctx12)
+    assert tls_get(port, ctx12, sess)[0] and tls_get(port, ctx12, sess)[0]
     # TLS 1.3: one full, one resumed with a ticket
     ctx13 = client_context(certs, minv=TLS13, maxv=TLS13)
-    _, sess = _connect(port, ctx13)
-    assert _connect(port, ctx13, sess)[0]
+    _, sess = tls_get(port, ctx13)
+    assert tls_get(port, ctx13, sess)[0]
     # a malformed ClientHello: a handshake error
     with socket.create_connection(("127.0.0.1", port), timeout=T(5)) as s:
         s.sendall(b"\x16\x03\x01\x00\x08\x01\x00\x00\x04\x03\x03\xff\xff")
@@ -349,8 +337,8 @@ def test_reload_counters_and_counters_never_go_down(certs, backend, moat_factory
             for t in ("/app/a", "/app/code/500", "/zzz"):
                 c.request("GET", t)
             c.request("GET", "/v1/x", host="api.example.com")
-        _, s = _connect(m.port(), ctx12, path=b"/app/tls")
-        _connect(m.port(), ctx12, s, path=b"/app/tls")
+        _, s = tls_get(m.port(), ctx12, path=b"/app/tls")
+        tls_get(m.port(), ctx12, s, path=b"/app/tls")
 
     traffic()
     time.sleep(0.2)

@@ -7,14 +7,14 @@ import datetime
 import os
 import re
 import signal
-import socket
 import ssl
 import threading
 import time
 
 import pytest
 
-from moatlib import SANITIZED, T, Client, Resp, Upgrade, basic_yaml, client_context, wait_for
+from moatlib import (SANITIZED, T, Client, Resp, Upgrade, basic_yaml, client_context, tls_get,
+                     wait_for)
 from opslib import (ADMIN, CertMaker, connect_refused, failure_report, fd_count, http_get,
                     listener_addr_from_log, peer_serial, reload_counts, rss_kib, scrape,
                     sighup, tls_served, tls_yaml, wait_reload, wait_serial, write_atomic)
@@ -140,17 +140,7 @@ def test_sessions_resume_across_a_reload(certs, cm, live, backend, moat_factory,
         ctx.options |= ssl.OP_NO_TICKET
 
     def connect(session=None):
-        raw = socket.create_connection(("127.0.0.1", m.port()), timeout=T(5))
-        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            assert data.startswith(b"HTTP/1.1 200"), data[:200]
-            return s.session_reused, s.session
+        return tls_get(m.port(), ctx, session)
 
     _, sess = connect()
     assert connect(sess)[0], "no resumption even before the reload"

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from moatlib import SANITIZED, T, basic_yaml, client_context, rss_kib, s_client, wait_for
+from moatlib import tls_get as connect
 
 TLS12 = ssl.TLSVersion.TLSv1_2
 TLS13 = ssl.TLSVersion.TLSv1_3
@@ -25,25 +26,6 @@ def resumption_yaml(certs, backend, cache="", tickets="", workers=1, extra_liste
     if tickets:
         tls += "session_tickets:\n" + "".join("  %s\n" % l for l in tickets.strip().split("\n"))
     return basic_yaml(certs, [backend.addr], workers=workers, tls_extra=tls)
-
-
-def connect(port, ctx, session=None, sni="localhost"):
-    """One TLS connection with one request; returns (session_reused, session).
-    The response is read to the end so that TLS 1.3 tickets are received."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=T(5))
-    s = ctx.wrap_socket(raw, server_hostname=sni, session=session)
-    try:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        assert data.startswith(b"HTTP/1.1 200"), data[:200]
-        return s.session_reused, s.session
-    finally:
-        s.close()
 
 
 def ctx_for(certs, version, tickets=True):
