@@ -61,11 +61,12 @@ void buf_chunk_put(struct buf_pool *pool, struct buf_chunk **chunk)
 }
 
 void outq_init(struct outq *q, struct buf_pool *pool, uv_stream_t *stream,
-               outq_written_cb on_written)
+               struct outq_written *written, outq_written_cb on_written)
 {
     memset(q, 0, sizeof(*q));
     q->pool = pool;
     q->stream = stream;
+    q->written = written;
     q->on_written = on_written;
     q->req.data = q;
 }
@@ -97,53 +98,131 @@ int outq_append(struct outq *q, const void *data, size_t len)
     return 0;
 }
 
+static void owe_report(struct outq *q)
+{
+    if (q->written_pprev != NULL)
+        return;
+    struct outq_written *list = q->written;
+    q->written_next = list->head;
+    if (list->head != NULL)
+        list->head->written_pprev = &q->written_next;
+    list->head = q;
+    q->written_pprev = &list->head;
+}
+
+static void forget_report(struct outq *q)
+{
+    if (q->written_pprev == NULL)
+        return;
+    *q->written_pprev = q->written_next;
+    if (q->written_next != NULL)
+        q->written_next->written_pprev = q->written_pprev;
+    q->written_next = NULL;
+    q->written_pprev = NULL;
+}
+
+void outq_report_written(struct outq_written *list)
+{
+    struct outq *q;
+    while ((q = list->head) != NULL) {
+        forget_report(q);
+        q->on_written(q, 0);
+    }
+}
+
+/* Frees the n chunks at the head, which have been written. */
+static void drop_head_chunks(struct outq *q, unsigned n)
+{
+    while (n-- > 0) {
+        struct buf_chunk *c = q->head;
+        q->head = c->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        q->bytes -= c->len - q->head_off;
+        q->head_off = 0;
+        buf_chunk_put(q->pool, &c);
+    }
+}
+
+/* Accounts for n bytes written from the head, which nothing has in flight. */
+static void consume(struct outq *q, size_t n)
+{
+    while (n > 0) {
+        struct buf_chunk *c = q->head;
+        size_t left = c->len - q->head_off;
+        if (n < left) {
+            q->head_off += (uint32_t)n;
+            q->bytes -= n;
+            return;
+        }
+        n -= left;
+        drop_head_chunks(q, 1);
+    }
+}
+
 static void on_outq_write_done(uv_write_t *req, int status)
 {
     struct outq *q = req->data;
     unsigned n = q->inflight;
     q->inflight = 0;
     q->last_inflight = NULL;
-    while (n-- > 0) {
-        struct buf_chunk *c = q->head;
-        q->head = c->next;
-        if (q->head == NULL)
-            q->tail = NULL;
-        q->bytes -= c->len;
-        buf_chunk_put(q->pool, &c);
-    }
+    drop_head_chunks(q, n);
     q->on_written(q, status);
+}
+
+/* Points iov at up to OUTQ_MAX_IOV chunks from the head; returns how many and
+ * their total length in *total. */
+static unsigned gather(struct outq *q, size_t *total, struct buf_chunk **last)
+{
+    unsigned n = 0;
+    *total = 0;
+    for (struct buf_chunk *c = q->head; c != NULL && n < OUTQ_MAX_IOV; c = c->next) {
+        uint32_t off = c == q->head ? q->head_off : 0;
+        if (c->len == off)
+            break;
+        q->iov[n++] = uv_buf_init(c->data + off, c->len - off);
+        *total += c->len - off;
+        *last = c;
+    }
+    return n;
 }
 
 int outq_flush(struct outq *q)
 {
     if (q->inflight > 0 || q->head == NULL)
         return 0;
-    unsigned n = 0;
+    size_t total;
     struct buf_chunk *last = NULL;
-    for (struct buf_chunk *c = q->head; c != NULL && n < OUTQ_MAX_IOV; c = c->next) {
-        if (c->len == 0)
-            break;
-        q->iov[n++] = uv_buf_init(c->data, c->len);
-        last = c;
-    }
+    unsigned n = gather(q, &total, &last);
     if (n == 0)
         return 0;
+    if (q->written != NULL) {
+        int rc;
+        while ((rc = uv_try_write(q->stream, q->iov, n)) > 0) {
+            consume(q, (size_t)rc);
+            if ((size_t)rc < total)
+                break;
+            if ((n = gather(q, &total, &last)) == 0) {
+                owe_report(q);
+                return 0;
+            }
+        }
+        /* What is left (the socket is full, or an error that uv_write will
+         * report through on_written) goes the asynchronous way. */
+        n = gather(q, &total, &last);
+    }
     int rc = uv_write(&q->req, q->stream, q->iov, n, on_outq_write_done);
     if (rc == 0) {
+        forget_report(q);  /* the uv_write callback reports for both */
         q->inflight = n;
         q->last_inflight = last;
     }
     return rc;
 }
 
-int outq_busy(const struct outq *q)
-{
-    return q->inflight > 0;
-}
-
 void outq_move(struct outq *dst, struct outq *src)
 {
-    assert(src->inflight == 0);
+    assert(src->inflight == 0 && src->head_off == 0);
     if (src->head == NULL)
         return;
     if (dst->tail != NULL)
@@ -166,12 +245,23 @@ void outq_discard(struct outq *q)
     q->tail = NULL;
     for (struct buf_chunk *t = q->head; t != NULL; t = t->next)
         q->tail = t;
+    if (q->inflight == 0 && c != NULL) {
+        /* The head's written part is no longer counted in bytes. */
+        q->bytes += q->head_off;
+        q->head_off = 0;
+    }
     while (c != NULL) {
         struct buf_chunk *next = c->next;
         q->bytes -= c->len;
         buf_chunk_put(q->pool, &c);
         c = next;
     }
+}
+
+void outq_release(struct outq *q)
+{
+    forget_report(q);
+    outq_discard(q);
 }
 
 static int outq_sink_write(struct sink *s, const void *data, size_t len)

@@ -42,6 +42,20 @@ typedef void (*outq_written_cb)(struct outq *q, int status);
 #define OUTQ_MAX_IOV 16
 
 /*
+ * Queues of one worker whose bytes all left inside outq_flush and whose
+ * on_written is still owed.  outq_flush writes directly when the socket
+ * takes everything (a uv_write that completes at once costs libuv an
+ * epoll_ctl to re-arm the watcher: a third of the syscalls of a small
+ * keep-alive request); the owner's callback then runs from
+ * outq_report_written, which the worker calls once per loop iteration before
+ * it polls, never from inside outq_flush: the order callers know from
+ * uv_write.
+ */
+struct outq_written {
+    struct outq *head;
+};
+
+/*
  * Bytes waiting to be written to one stream, in order.  Embedded in its
  * owner; the owner's pool supplies and takes back the chunks.  At most one
  * uv_write is in flight; chunks in flight are never appended to.
@@ -52,7 +66,11 @@ struct outq {
     struct buf_pool *pool;
     uv_stream_t *stream;
     outq_written_cb on_written;
-    size_t bytes;        /* queued, including in flight */
+    struct outq_written *written; /* NULL: every write goes through uv_write */
+    struct outq *written_next;    /* on written's list while a report is owed */
+    struct outq **written_pprev;
+    size_t bytes;        /* queued and not yet written, including in flight */
+    uint32_t head_off;   /* bytes of the head chunk already written */
     unsigned inflight;   /* chunks at the head handed to uv_write */
     struct buf_chunk *last_inflight; /* never appended to; NULL when idle */
     uv_write_t req;
@@ -60,20 +78,24 @@ struct outq {
 };
 
 void outq_init(struct outq *q, struct buf_pool *pool, uv_stream_t *stream,
-               outq_written_cb on_written);
+               struct outq_written *written, outq_written_cb on_written);
 /* Copies len bytes to the end of the queue.  Returns 0 or UV_ENOMEM. */
 int outq_append(struct outq *q, const void *data, size_t len);
 /*
  * Starts writing what is queued unless a write is in flight.  Returns 0 or a
- * UV_E* code from uv_write (then nothing is in flight).
+ * UV_E* code from uv_write (then nothing is in flight).  on_written follows
+ * later either way.
  */
 int outq_flush(struct outq *q);
-int outq_busy(const struct outq *q);
-/* Moves every chunk of src (nothing in flight) to the end of dst. */
+/* Moves every chunk of src (nothing in flight or written) to the end of dst. */
 void outq_move(struct outq *dst, struct outq *src);
 /* Drops everything not in flight.  In-flight chunks are freed by the write
  * callback, which still fires (with UV_ECANCELED when the stream closes). */
 void outq_discard(struct outq *q);
+/* Before the owner frees q: drops what is queued and any report owed. */
+void outq_release(struct outq *q);
+/* Calls on_written(q, 0) for every queue that wrote everything directly. */
+void outq_report_written(struct outq_written *list);
 
 
 /*

@@ -124,7 +124,7 @@ static void on_conn_handle_close(uv_handle_t *h)
         struct buf_chunk *chunk = container_of(c->in, struct buf_chunk, data);
         buf_chunk_put(&c->gen->inbufs, &chunk);
     }
-    outq_discard(&c->out);
+    outq_release(&c->out);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -164,8 +164,13 @@ static void on_shutdown_done(uv_shutdown_t *req, int status)
         conn_close_handles(c);
 }
 
+/* Both conn_close_after_flush (the queue drained at once) and the write
+ * report that follows it may get here. */
 static void start_shutdown(struct conn *c)
 {
+    if (c->shutdown_started)
+        return;
+    c->shutdown_started = 1;
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown_done) != 0)
         conn_close_handles(c);
@@ -733,7 +738,7 @@ void conn_accept(struct listener *l, int fd)
     w->conns = c;
     w->nconns++;
     STAT_INC(w->metrics.active);
-    outq_init(&c->out, &w->chunks, (uv_stream_t *)&c->tcp, on_client_written);
+    outq_init(&c->out, &w->chunks, (uv_stream_t *)&c->tcp, &w->written, on_client_written);
     outq_sink_init(&c->cipher_sink, &c->out);
     c->plain_sink.write = on_plain_write;
     strcpy(c->peer_ip, "-");

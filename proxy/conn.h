@@ -63,6 +63,7 @@ struct conn {
     int reading;
     int input_blocked;              /* exchange cannot take plaintext now */
     int close_after_flush;
+    int shutdown_started;           /* uv_shutdown issued: at most once */
     int eof;                        /* peer closed its side */
     int processing;                 /* inside the input loop */
     int pending_parse;              /* c->in holds unparsed pipelined bytes */

@@ -769,7 +769,7 @@ static void try_next_server(struct exchange *x, struct upconn *up, int status,
     struct outq carry;
     count_upstream_error(x, kind);
     upstream_mark_failed(x->pool, up->server);
-    outq_init(&carry, up->out.pool, NULL, NULL);
+    outq_init(&carry, up->out.pool, NULL, NULL, NULL);
     outq_move(&carry, &up->out);
     detach_upstream(x, 0);
     int rc = x->attempts < MAX_ATTEMPTS

@@ -29,7 +29,7 @@ static void on_upconn_close(uv_handle_t *h)
     struct upconn *up = h->data;
     if (--up->handles > 0)
         return;
-    outq_discard(&up->out);
+    outq_release(&up->out);
     free(up);
 }
 
@@ -214,7 +214,8 @@ struct upconn *upstream_connect(struct upstream_pool *p, size_t server,
     up->tcp.data = up;
     up->connect_req.data = up;
     up->handles = 2;
-    outq_init(&up->out, &w->chunks, (uv_stream_t *)&up->tcp, on_upconn_written);
+    outq_init(&up->out, &w->chunks, (uv_stream_t *)&up->tcp, &w->written,
+              on_upconn_written);
     const struct sockaddr *sa = (const struct sockaddr *)&p->cfg->servers[server].addr;
     int rc = uv_tcp_connect(&up->connect_req, &up->tcp, sa, on_upconn_connect);
     if (rc != 0) {

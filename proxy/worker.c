@@ -35,9 +35,10 @@ void worker_alloc_read(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(w->read_buf);
 }
 
-static void on_flush_logs(uv_prepare_t *p)
+static void on_before_poll(uv_prepare_t *p)
 {
     struct worker *w = p->data;
+    outq_report_written(&w->written);
     log_buf_flush(&w->access);
 }
 
@@ -70,7 +71,7 @@ static void finish_stop(struct worker *w)
     gen_unref(&w->gen);
     log_buf_flush(&w->access);
     close_if_open((uv_handle_t *)&w->wakeup);
-    close_if_open((uv_handle_t *)&w->flush);
+    close_if_open((uv_handle_t *)&w->before_poll);
     close_if_open((uv_handle_t *)&w->drain_timer);
 }
 
@@ -216,9 +217,9 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt,
     metrics_init(&w->metrics);
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
-    uv_prepare_init(&w->loop, &w->flush);
-    w->flush.data = w;
-    uv_prepare_start(&w->flush, on_flush_logs);
+    uv_prepare_init(&w->loop, &w->before_poll);
+    w->before_poll.data = w;
+    uv_prepare_start(&w->before_poll, on_before_poll);
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->drain_timer);

@@ -40,13 +40,14 @@ struct worker {
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t wakeup;
-    uv_prepare_t flush;
+    uv_prepare_t before_poll;
     uv_timer_t drain_timer;
 
     struct gen *gen;                    /* current generation */
     struct listener **listeners;        /* one per listener of gen->cfg */
     size_t nlisteners;
     struct buf_pool chunks;             /* output queues */
+    struct outq_written written;        /* output queues owed on_written */
     int reserve_fd;                     /* spare descriptor for shedding (listener.c) */
 
     struct conn *conns;                 /* every open client connection */
