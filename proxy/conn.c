@@ -691,12 +691,12 @@ static void on_client_timer(uv_timer_t *t)
 
 /* The peer's address alone, as X-Forwarded-For carries it: IPv4 for
  * v4-mapped IPv6 peers of a dual-stack listener. */
-static void set_peer_ip(struct conn *c)
+static void set_peer_ip(struct conn *c, const struct sockaddr *peer, socklen_t peer_len)
 {
-    int len = sizeof(c->peer);
     char tmp[64];
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0)
+    if (peer_len == 0 || peer_len > sizeof(c->peer))
         return;
+    memcpy(&c->peer, peer, peer_len);
     format_sockaddr((struct sockaddr *)&c->peer, tmp, sizeof(tmp));
     char *end = strrchr(tmp, ':');
     if (end)
@@ -713,7 +713,7 @@ static void set_peer_ip(struct conn *c)
     snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", start);
 }
 
-void conn_accept(struct listener *l, int fd)
+void conn_accept(struct listener *l, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
     struct worker *w = l->w;
     struct conn *c = calloc(1, sizeof(*c));
@@ -759,8 +759,8 @@ void conn_accept(struct listener *l, int fd)
         return;
     }
     STAT_INC(c->gen->lstats[c->lidx]->connections);
-    set_peer_ip(c);
-    uv_tcp_nodelay(&c->tcp, 1);
+    set_peer_ip(c, peer, peer_len);
+    /* TCP_NODELAY comes from the listening socket (listener.c). */
     conn_set_timeout(c, c->gen->cfg->listeners[c->lidx].tls.handshake_timeout_ms);
     if (uv_read_start((uv_stream_t *)&c->tcp, worker_alloc_read, on_client_read) == 0)
         c->reading = 1;

@@ -89,7 +89,7 @@ struct conn {
 };
 
 /* A connection accepted (fd) on a TLS listener; conn owns fd from now on. */
-void conn_accept(struct listener *l, int fd);
+void conn_accept(struct listener *l, int fd, const struct sockaddr *peer, socklen_t peer_len);
 
 /* Plaintext for the client goes through this sink (TLS-encrypted). */
 struct sink *conn_sink(struct conn *c);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,10 @@ static int bind_one(const struct sockaddr_storage *ss, int reuseport, char *err,
         return -1;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    /* Accepted sockets inherit TCP_NODELAY from the listening socket (Linux
+     * copies it): one setsockopt per listener instead of one per connection.
+     * Every TLS record moat writes is complete, so Nagle only adds delay. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
         snprintf(err, errlen, "listener \"%s\": SO_REUSEPORT: %s", name, strerror(errno));
         close(fd);
@@ -90,12 +95,12 @@ int listener_same_socket(const struct cfg_listener *cfg, const char *name, const
     return sockaddr_port((const struct sockaddr *)&cfg->addr) != 0 || strcmp(cfg->name, name) == 0;
 }
 
-static void hand_over(struct listener *l, int fd)
+static void hand_over(struct listener *l, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
     if (l->w->gen->cfg->listeners[l->index].redirect_to_https)
         redirect_accept(l, fd);
     else
-        conn_accept(l, fd);
+        conn_accept(l, fd, peer, peer_len);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events);
@@ -145,9 +150,12 @@ static void on_poll(uv_poll_t *p, int status, int events)
         return;
     /* A bounded batch: other sockets of the loop get their turn. */
     for (int i = 0; i < 64; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        /* The peer's address comes with the accept: no getpeername. */
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            hand_over(l, fd);
+            hand_over(l, fd, (const struct sockaddr *)&peer, peer_len);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
