@@ -748,6 +748,13 @@ header_row() {
     echo "$h"
     echo "$s"
 }
+# The header of a table with one column per target and no ratio columns.
+names_row() {
+    local h="| |" s="|---|"
+    for t in $targets; do h="$h ${label[$t]} |"; s="$s---:|"; done
+    echo "$h"
+    echo "$s"
+}
 floor_ratio() { # METRIC
     local m f
     m=$(med "$1" moat) f=$(med "$1" responder)
@@ -833,10 +840,7 @@ saturated=0
     echo "TLS 1.2 resumptions offer the newest session the server issued (session ID or ticket);"
     echo "TLS 1.3 resumptions offer each ticket once, as browsers do (a server may refuse a reused one)."
     echo
-    h="| |" s="|---|"
-    for t in $targets; do h="$h ${label[$t]} |"; s="$s---:|"; done
-    echo "$h"
-    echo "$s"
+    names_row
     for k in $hs_kinds; do
         line="| ${hs_name[$k]} |"
         for t in $targets; do
@@ -864,10 +868,7 @@ saturated=0
     echo
     echo "## Conditions"
     echo
-    h="| |" s="|---|"
-    for t in $targets; do h="$h ${label[$t]} |"; s="$s---:|"; done
-    echo "$h"
-    echo "$s"
+    names_row
     line="| other load on the proxy core, % (median; max) |"
     for t in $targets; do
         line="$line $(med other "$t"); $( [ -s "$work/res/other.$t" ] && sort -n "$work/res/other.$t" | tail -1 || echo -) |"
