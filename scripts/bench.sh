@@ -163,7 +163,7 @@ fi
 if [ -n "$wolf_prefix" ] && [ -f "$wolf_prefix/lib/libwolfssl.a" ]; then
     for tool in responder cryptofloor; do
         cc -O2 -Wall -I "$wolf_prefix/include" -o "$work/$tool" "$root/scripts/bench/$tool.c" \
-            "$wolf_prefix/lib/libwolfssl.a" "$root/proxy/rng.c" -lm -lpthread
+            "$wolf_prefix/lib/libwolfssl.a" "$root/proxy/rng.c" "$root/proxy/gcm_vaes.c" -lm -lpthread
     done
 else
     wolf_prefix=""
