@@ -13,17 +13,43 @@
  */
 #include "gcm_vaes.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
 #define GCM_TARGET __attribute__((target("avx2,aes,pclmul,vaes,vpclmulqdq")))
 #define INLINE GCM_TARGET static inline __attribute__((always_inline))
 
+/* CPUID leaf 1: OSXSAVE, AVX; leaf 7: AVX2, VAES, VPCLMULQDQ; and the kernel
+ * must save the YMM registers (XCR0 bits 1 and 2). */
+static int cpu_has_vaes(void)
+{
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX))
+        return 0;
+    unsigned int xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 6) != 6)
+        return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    return (b & bit_AVX2) && (c & (1u << 9)) && (c & (1u << 10));
+}
+
+/* CPUID traps to the hypervisor in a VM: ask once.  0 unknown, 1 no, 2 yes;
+ * racing threads store the same answer. */
+static atomic_int vaes_state;
+
 int moat_gcm_vaes_usable(void)
 {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("vaes") &&
-           __builtin_cpu_supports("vpclmulqdq");
+    int state = atomic_load_explicit(&vaes_state, memory_order_relaxed);
+    if (state == 0) {
+        state = cpu_has_vaes() ? 2 : 1;
+        atomic_store_explicit(&vaes_state, state, memory_order_relaxed);
+    }
+    return state == 2;
 }
 
 /* Everything derived from the key and IV for one message.  hpow holds

@@ -137,11 +137,14 @@ fi
 
 # --- moat and the client ------------------------------------------------------
 # The bundled wolfSSL's prefix as CMakeLists.txt computes it by default (the
-# cache directory plus the first 12 hex digits of build-wolfssl.sh's SHA-256),
-# for a moat binary without a build directory beside it.
+# cache directory plus 12 hex digits of the SHA-256 of the SHA-256s of
+# build-wolfssl.sh and the two hook headers), for a moat binary without a
+# build directory beside it.
 wolf_cache=${MOAT_CACHE_DIR:-${XDG_CACHE_HOME:+$XDG_CACHE_HOME/moat}}
 wolf_cache=${wolf_cache:-$HOME/.cache/moat}
-wolf_current="$wolf_cache/wolfssl-5.5.4-$(sha256sum "$root/scripts/build-wolfssl.sh" | cut -c1-12)"
+wolf_recipe=$(cd "$root" && for f in scripts/build-wolfssl.sh proxy/rng.h proxy/gcm_vaes.h; do
+    sha256sum "$f" | cut -c1-64; done | tr -d '\n' | sha256sum | cut -c1-12)
+wolf_current="$wolf_cache/wolfssl-5.5.4-$wolf_recipe"
 if [ -z "$moat_bin" ]; then
     log "building moat in $build_dir"
     "$root/scripts/build.sh" "$build_dir" >"$work/logs/build.log" 2>&1 || { tail -20 "$work/logs/build.log" >&2; exit 1; }

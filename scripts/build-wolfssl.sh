@@ -38,23 +38,11 @@ cd "$src"
 # 15 % of the CPU of a TLS 1.2 session-ID resumption.  AES-GCM on messages of
 # 512 bytes and more goes to moat_gcm_vaes_* (proxy/gcm_vaes.c, see the
 # aes.c patch below).  Whatever links this library provides the functions;
-# the header only declares them for wolfSSL's sources (and is included
-# everywhere, assembly too, hence the guard).  The declarations match
-# proxy/rng.h and proxy/gcm_vaes.h.
-cat >"$work/moat_hooks.h" <<'HOOKS'
-#ifndef __ASSEMBLER__
-int moat_random_block(unsigned char *out, unsigned int len);
-int moat_gcm_vaes_usable(void);
-void moat_gcm_vaes_encrypt(const unsigned char *in, unsigned char *out, const unsigned char *aad,
-                           const unsigned char *iv, unsigned char *tag, unsigned int nbytes,
-                           unsigned int abytes, unsigned int ivbytes, unsigned int tbytes,
-                           const unsigned char *key, int nr);
-void moat_gcm_vaes_decrypt(const unsigned char *in, unsigned char *out, const unsigned char *aad,
-                           const unsigned char *iv, const unsigned char *tag, unsigned int nbytes,
-                           unsigned int abytes, unsigned int ivbytes, unsigned int tbytes,
-                           const unsigned char *key, int nr, int *ok);
-#endif
-HOOKS
+# wolfSSL's sources see moat's own headers for them (included everywhere,
+# assembly too, hence the guard; CMake's cache key covers both headers).
+root=$(cd "$here/.." && pwd)
+printf '#ifndef __ASSEMBLER__\n#include "%s"\n#include "%s"\n#endif\n' \
+    "$root/proxy/rng.h" "$root/proxy/gcm_vaes.h" >"$work/moat_hooks.h"
 
 # X25519 key pairs: the public key is a fixed-base multiple, which Ed25519's
 # precomputed table computes several times faster than the ladder wolfSSL
