@@ -248,7 +248,7 @@ PATCH
 # AES-GCM with 256-bit VAES and VPCLMULQDQ where the CPU has them (AMD since
 # Zen 3, Intel since Ice Lake): wolfSSL 5.5.4's fastest code does one block
 # per instruction, and perf put it at a quarter of moat's CPU when it forwards
-# large responses.  moat's code is half as fast again on 16 KiB records but
+# large responses.  moat's code is 1.6 times as fast on 16 KiB records but
 # has a higher fixed cost per message, so short records (requests, small
 # responses, handshake messages) stay with wolfSSL's AVX2 code; the two meet
 # at about 512 bytes here.
