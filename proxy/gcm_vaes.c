@@ -291,10 +291,8 @@ GCM_TARGET static void gcm_crypt(struct gcm *g, const unsigned char *in, unsigne
     b[2] = _mm256_xor_si256(b[2], k2);
     b[3] = _mm256_xor_si256(b[3], k3);
     memcpy(out, buf, n);
-    if (!decrypt) {
-        memset(buf + n, 0, sizeof(buf) - n);
+    if (!decrypt)
         ghash_bytes(g, buf, n);
-    }
 }
 
 GCM_TARGET static void gcm_finish(struct gcm *g, unsigned int abytes, unsigned int nbytes,
@@ -317,38 +315,40 @@ GCM_TARGET static void gcm_erase(struct gcm *g)
     __asm__ volatile("" : : "r"(g) : "memory");
 }
 
-GCM_TARGET void moat_gcm_vaes_encrypt(const unsigned char *in, unsigned char *out,
-                                      const unsigned char *aad, const unsigned char *iv,
-                                      unsigned char *tag, unsigned int nbytes,
-                                      unsigned int abytes, unsigned int ivbytes,
-                                      unsigned int tbytes, const unsigned char *key, int nr)
+/* One message, either way; full receives the whole 16-byte tag. */
+GCM_TARGET static void gcm_message(const unsigned char *in, unsigned char *out,
+                                   const unsigned char *aad, const unsigned char *iv,
+                                   unsigned int nbytes, unsigned int abytes,
+                                   const unsigned char *key, int nr, int decrypt,
+                                   unsigned char full[16])
 {
-    (void)ivbytes;
     struct gcm g;
-    unsigned char full[16];
     gcm_start(&g, key, nr, iv, aad, abytes);
-    gcm_crypt(&g, in, out, nbytes, 0);
+    gcm_crypt(&g, in, out, nbytes, decrypt);
     gcm_finish(&g, abytes, nbytes, full);
-    memcpy(tag, full, tbytes < 16 ? tbytes : 16);
     gcm_erase(&g);
 }
 
-GCM_TARGET void moat_gcm_vaes_decrypt(const unsigned char *in, unsigned char *out,
-                                      const unsigned char *aad, const unsigned char *iv,
-                                      const unsigned char *tag, unsigned int nbytes,
-                                      unsigned int abytes, unsigned int ivbytes,
-                                      unsigned int tbytes, const unsigned char *key, int nr,
-                                      int *ok)
+void moat_gcm_vaes_encrypt(const unsigned char *in, unsigned char *out, const unsigned char *aad,
+                           const unsigned char *iv, unsigned char *tag, unsigned int nbytes,
+                           unsigned int abytes, unsigned int ivbytes, unsigned int tbytes,
+                           const unsigned char *key, int nr)
 {
     (void)ivbytes;
-    struct gcm g;
     unsigned char full[16];
-    gcm_start(&g, key, nr, iv, aad, abytes);
-    gcm_crypt(&g, in, out, nbytes, 1);
-    gcm_finish(&g, abytes, nbytes, full);
-    unsigned char diff = 0;
+    gcm_message(in, out, aad, iv, nbytes, abytes, key, nr, 0, full);
+    memcpy(tag, full, tbytes < 16 ? tbytes : 16);
+}
+
+void moat_gcm_vaes_decrypt(const unsigned char *in, unsigned char *out, const unsigned char *aad,
+                           const unsigned char *iv, const unsigned char *tag, unsigned int nbytes,
+                           unsigned int abytes, unsigned int ivbytes, unsigned int tbytes,
+                           const unsigned char *key, int nr, int *ok)
+{
+    (void)ivbytes;
+    unsigned char full[16], diff = 0;
+    gcm_message(in, out, aad, iv, nbytes, abytes, key, nr, 1, full);
     for (unsigned int i = 0; i < tbytes && i < 16; i++)
         diff |= (unsigned char)(full[i] ^ tag[i]);
     *ok = diff == 0;
-    gcm_erase(&g);
 }
