@@ -116,6 +116,53 @@ def test_python_session_reused(certs, backend, moat_factory, version, tickets):
         assert reused
 
 
+def session_from_first_flight(port, ctx):
+    """The session a TLS 1.3 client holds after reading only the server's
+    first flight: the client's Finished is made but never sent, so a ticket
+    in the session means the server sent it with its own Finished."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=T(10)) as s:
+        done = False
+        while not done:
+            try:
+                tls.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                s.sendall(outgoing.read())  # only the ClientHello ever leaves
+                data = s.recv(65536)
+                assert data, "moat closed during the handshake"
+                incoming.write(data)
+        # Whatever else the server wrote before hearing from us.
+        s.settimeout(T(0.5))
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                incoming.write(data)
+        except socket.timeout:
+            pass
+        try:
+            tls.read(1)  # processes a NewSessionTicket, if one came
+        except ssl.SSLWantReadError:
+            pass
+        return tls.session
+
+
+def test_tls13_ticket_comes_with_the_server_finished(certs, backend, moat_factory):
+    # One write per handshake less: the ticket does not wait for the
+    # client's Finished (RFC 8446, 4.6.1); the ticket must still resume.
+    m = moat_factory(resumption_yaml(certs, backend))
+    ctx = ctx_for(certs, TLS13)
+    sess = session_from_first_flight(m.port(), ctx)
+    assert sess is not None and sess.has_ticket
+    reused, _ = connect(m.port(), ctx, sess)
+    assert reused
+    s = stop(m)
+    assert s["resumed"] == 1, s
+
+
 # ---- across loops and replicas ---------------------------------------------
 
 
