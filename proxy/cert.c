@@ -18,6 +18,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 static int read_file(const char *path, unsigned char **out, size_t *len, char *err,
                      size_t errlen)
@@ -242,6 +243,45 @@ int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *ke
 fail:
     cert_pair_free(pair);
     return -1;
+}
+
+int cert_cas_load(struct cert_cas *cas, const char *path, int required, char *err,
+                  size_t errlen)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    memset(cas, 0, sizeof(*cas));
+    snprintf(cas->source, sizeof(cas->source), "%s", path);
+    if (read_file(path, &cas->pem, &cas->len, err, errlen) != 0)
+        return -1;
+    for (const char *p = (char *)cas->pem; (p = strstr(p, begin)) != NULL; p += sizeof(begin) - 1)
+        cas->ncerts++;
+    if (cas->ncerts == 0) {
+        snprintf(err, errlen, "%s: no PEM certificate in the file", path);
+        cert_cas_free(cas);
+        return -1;
+    }
+    wc_Sha256 h;
+    const byte policy = required ? 'r' : 'o';
+    int rc = wc_InitSha256(&h);
+    if (rc == 0)
+        rc = wc_Sha256Update(&h, &policy, 1);
+    if (rc == 0)
+        rc = wc_Sha256Update(&h, cas->pem, (word32)cas->len);
+    if (rc == 0)
+        rc = wc_Sha256Final(&h, cas->binding);
+    wc_Sha256Free(&h);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: cannot hash the file", path);
+        cert_cas_free(cas);
+        return -1;
+    }
+    return 0;
+}
+
+void cert_cas_free(struct cert_cas *cas)
+{
+    free(cas->pem);
+    memset(cas, 0, sizeof(*cas));
 }
 
 /* SubjectAltName: dNSName host, iPAddress 127.0.0.1. */

@@ -36,6 +36,25 @@ struct cert_pair {
     char source[512];           /* for messages: the certificate's path */
 };
 
+/*
+ * The CA certificates a listener accepts client certificates from (PEM),
+ * owned by the struct.  binding is a digest of the certificates and the
+ * policy: a session resumes only where it would be accepted again.
+ */
+struct cert_cas {
+    unsigned char *pem;
+    size_t len;
+    size_t ncerts;
+    uint8_t binding[32];
+    char source[512];           /* for messages: the file's path */
+};
+
+/* Reads path; required is the listener's client_auth.required.  Returns 0,
+ * or -1 with a message naming the file. */
+int cert_cas_load(struct cert_cas *cas, const char *path, int required, char *err,
+                  size_t errlen);
+void cert_cas_free(struct cert_cas *cas);
+
 /* Reads both files.  Returns 0, or -1 with a message naming the file. */
 int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *key_path,
                    char *err, size_t errlen);

@@ -388,8 +388,6 @@ static unsigned load_section_map(struct cfg_loader *ld, const struct cfg_field *
 static void apply_default(struct cfg_loader *ld, const struct cfg_field *f, void *base)
 {
     void *dst = FIELD_PTR(base, f->off, void);
-    if (f->flags & CFG_F_UNSUPPORTED)
-        return;
     switch (f->type) {
     case CFG_T_SECTION:
         /* An optional section that is absent stays off: its required keys
@@ -431,10 +429,6 @@ static unsigned load_field(struct cfg_loader *ld, const struct cfg_field *f,
     struct cfg_pos pos = cfg_node_pos(val);
     void *dst = FIELD_PTR(base, f->off, void);
 
-    if (f->flags & CFG_F_UNSUPPORTED) {
-        cfg_error(ld, key_pos, "\"%s\" is not supported yet", f->key);
-        return 1;
-    }
     if (f->flags & CFG_F_POS)
         *FIELD_PTR(base, f->pos_off, struct cfg_pos) = pos;
     if (is_null(val)) {

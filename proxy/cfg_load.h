@@ -33,7 +33,6 @@ enum cfg_type {
 enum {
     CFG_F_REQUIRED = 1u << 0,
     CFG_F_NULLABLE = 1u << 1,    /* null is accepted and stores NULL */
-    CFG_F_UNSUPPORTED = 1u << 2, /* refused with "not supported yet" */
     CFG_F_POS = 1u << 3,         /* store the value's position at pos_off */
     CFG_F_PRESENT = 1u << 4,     /* store 1 at present_off when given */
     CFG_F_ITEM_POS = 1u << 5,    /* STRING_LIST: positions array at item_pos_off */

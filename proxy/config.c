@@ -24,7 +24,6 @@
 
 #define FIELD(st, k, t, member, ...)                                                \
     {.key = (k), .type = (t), .off = offsetof(st, member), __VA_ARGS__}
-#define UNSUPPORTED(k) {.key = (k), .type = CFG_T_SECTION, .flags = CFG_F_UNSUPPORTED}
 #define SECTION_OF(st, what_, fields_, ...)                                          \
     {.what = (what_), .size = sizeof(st), .fields = (fields_),                       \
      .nfields = sizeof(fields_) / sizeof((fields_)[0]), __VA_ARGS__}
@@ -64,6 +63,14 @@ static const struct cfg_field session_tickets_fields[] = {
 static const struct cfg_section session_tickets_section =
     SECTION_OF(struct cfg_session_tickets, "session_tickets", session_tickets_fields);
 
+static const struct cfg_field client_auth_fields[] = {
+    FIELD(struct cfg_client_auth, "ca", CFG_T_PATH, ca, .flags = CFG_F_REQUIRED | CFG_F_POS,
+          .pos_off = offsetof(struct cfg_client_auth, ca_pos)),
+    FIELD(struct cfg_client_auth, "required", CFG_T_BOOL, required, .def = "true"),
+};
+static const struct cfg_section client_auth_section =
+    SECTION_OF(struct cfg_client_auth, "client_auth", client_auth_fields);
+
 static const struct cfg_field tls_fields[] = {
     FIELD(struct cfg_tls, "certificates", CFG_T_SECTION_SEQ, certs, .section = &cert_section,
           .count_off = offsetof(struct cfg_tls, ncerts)),
@@ -80,7 +87,9 @@ static const struct cfg_field tls_fields[] = {
     FIELD(struct cfg_tls, "session_tickets", CFG_T_SECTION, session_tickets,
           .section = &session_tickets_section),
     FIELD(struct cfg_tls, "watch", CFG_T_BOOL, watch, .def = "false"),
-    UNSUPPORTED("client_auth"),
+    FIELD(struct cfg_tls, "client_auth", CFG_T_SECTION, client_auth,
+          .section = &client_auth_section, .flags = CFG_F_PRESENT,
+          .present_off = offsetof(struct cfg_tls, has_client_auth)),
 };
 static const struct cfg_section tls_section =
     SECTION_OF(struct cfg_tls, "tls", tls_fields, .has_pos = 1,

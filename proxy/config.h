@@ -37,6 +37,13 @@ struct cfg_session_tickets {
     struct cfg_pos key_file_pos;
 };
 
+/* Mutual TLS: clients present a certificate that chains to ca. */
+struct cfg_client_auth {
+    char *ca;               /* PEM file of the CA certificates to accept */
+    int required;           /* 0: a client may present none (one it presents must verify) */
+    struct cfg_pos ca_pos;
+};
+
 struct cfg_tls {
     struct cfg_cert *certs; /* the first is the default */
     size_t ncerts;
@@ -48,6 +55,8 @@ struct cfg_tls {
     int watch;              /* reload when a certificate or key file changes */
     struct cfg_session_cache session_cache;
     struct cfg_session_tickets session_tickets;
+    int has_client_auth;
+    struct cfg_client_auth client_auth;
     struct cfg_pos pos;
     struct cfg_pos ciphers_pos;
 };

@@ -328,7 +328,7 @@ static void on_handshake_done(struct conn *c)
     conn_set_timeout(c, c->gen->cfg->timeouts.client_idle_ms);
 }
 
-/* A refused ClientHello: a fatal handshake_failure alert, then close. */
+/* A refused handshake: a fatal handshake_failure alert, then close. */
 static void refuse_handshake(struct conn *c)
 {
     if (outq_append(&c->out, tls_handshake_failure_alert, sizeof(tls_handshake_failure_alert)) !=
@@ -354,7 +354,7 @@ static void conn_process_loop(struct conn *c)
                 STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
                 log_debug("connection from %s: handshake failed: %s", c->peer_ip,
                           tls_session_error(c->tls, why, sizeof(why)));
-                if (c->out.bytes == 0 && tls_session_no_shared_suite(c->tls)) {
+                if (c->out.bytes == 0 && tls_session_refused_silently(c->tls)) {
                     refuse_handshake(c); /* wolfSSL closes without an alert */
                     return;
                 }

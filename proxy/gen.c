@@ -116,8 +116,8 @@ struct gen *gen_new(struct worker *w, struct runtime *rt, char *err, size_t errl
                 goto fail;
             }
         }
-        if (tls_ctx_set_new(&g->tls[i], &lc->tls, rt->certs[i], rt->ncerts[i], &res, err,
-                            errlen) != 0)
+        if (tls_ctx_set_new(&g->tls[i], &lc->tls, rt->certs[i], rt->ncerts[i],
+                            runtime_client_cas(rt, i), &res, err, errlen) != 0)
             goto fail;
     }
     return g;

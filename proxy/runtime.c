@@ -44,10 +44,16 @@ static void add_error(struct errbuf *e, const char *fmt, ...)
         e->len += (size_t)n < e->cap - e->len ? (size_t)n : e->cap - e->len - 1;
 }
 
+const struct cert_cas *runtime_client_cas(const struct runtime *rt, size_t l)
+{
+    return rt->client_cas[l].pem != NULL ? &rt->client_cas[l] : NULL;
+}
+
 /* Loads pair k of listener l (generates the embedded default's) and checks
  * it in a TLS context as the workers will.  Errors point at the pair. */
 static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t k,
-                     struct cert_pair *pair, struct errbuf *e)
+                     const struct cert_cas *client_cas, struct cert_pair *pair,
+                     struct errbuf *e)
 {
     char err[1024];
     struct cfg_pos pos = l->tls.ncerts ? l->tls.certs[k].pos : l->tls.pos;
@@ -59,7 +65,7 @@ static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t
         rc = cert_pair_check(pair, now, err, sizeof(err));
     if (rc == 0) {
         struct tls_ctx_set *set = NULL;
-        rc = tls_ctx_set_new(&set, &l->tls, pair, 1, NULL, err, sizeof(err));
+        rc = tls_ctx_set_new(&set, &l->tls, pair, 1, client_cas, NULL, err, sizeof(err));
         tls_ctx_set_free(&set);
     }
     if (rc != 0) {
@@ -76,11 +82,22 @@ static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t
 static int load_certificates(struct runtime *rt, struct errbuf *e)
 {
     const struct cfg *cfg = rt->cfg;
+    char err[1024];
     int failed = 0;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *l = &cfg->listeners[i];
         if (!l->has_tls)
             continue; /* a redirect listener */
+        const struct cfg_client_auth *ca = &l->tls.client_auth;
+        if (l->tls.has_client_auth &&
+            (cert_cas_load(&rt->client_cas[i], ca->ca, ca->required, err, sizeof(err)) != 0 ||
+             tls_client_cas_check(&rt->client_cas[i], err, sizeof(err)) != 0)) {
+            cert_cas_free(&rt->client_cas[i]);
+            add_error(e, "%s:%u:%u: listener \"%s\": client_auth.ca: %s", cfg->path,
+                      ca->ca_pos.line, ca->ca_pos.col, l->name, err);
+            failed = 1;
+            continue;
+        }
         size_t n = l->tls.ncerts ? l->tls.ncerts : 1;
         rt->certs[i] = calloc(n, sizeof(struct cert_pair));
         if (rt->certs[i] == NULL)
@@ -88,7 +105,7 @@ static int load_certificates(struct runtime *rt, struct errbuf *e)
         /* Slots of failed pairs stay zeroed: freeing them is harmless. */
         rt->ncerts[i] = n;
         for (size_t k = 0; k < n; k++)
-            if (load_pair(cfg, l, k, &rt->certs[i][k], e) != 0)
+            if (load_pair(cfg, l, k, runtime_client_cas(rt, i), &rt->certs[i][k], e) != 0)
                 failed = 1;
     }
     return failed ? -1 : 0;
@@ -103,6 +120,13 @@ static const struct cfg_listener *find_listener(const struct cfg *cfg, const cha
             return &cfg->listeners[i];
         }
     return NULL;
+}
+
+static int same_client_auth(const struct cert_cas *a, const struct cert_cas *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return memcmp(a->binding, b->binding, sizeof(a->binding)) == 0;
 }
 
 /* The session cache and ticket seed of each listener.  A listener that
@@ -121,6 +145,11 @@ static int load_resumption(struct runtime *rt, const struct runtime *prev, struc
         const struct cfg_listener *old = prev ? find_listener(prev->cfg, l->name, &j) : NULL;
         if (!l->has_tls)
             continue;
+        /* Sessions that began under another client-certificate policy
+         * (none, other CAs, optional instead of required) must not resume. */
+        const struct cert_cas *cas = runtime_client_cas(rt, i);
+        if (old != NULL && !same_client_auth(cas, runtime_client_cas(prev, j)))
+            old = NULL;
         if (sc->size > 0) {
             if (old != NULL && prev->caches[j] != NULL) {
                 rt->caches[i] = prev->caches[j];
@@ -140,8 +169,8 @@ static int load_resumption(struct runtime *rt, const struct runtime *prev, struc
             ticket_seed_ref(rt->seeds[i]);
             continue;
         }
-        if (ticket_seed_load(&rt->seeds[i], t->key_file, t->rotate_ms / 1000, l->name, err,
-                             sizeof(err)) != 0) {
+        if (ticket_seed_load(&rt->seeds[i], t->key_file, t->rotate_ms / 1000, l->name,
+                             cas ? cas->binding : NULL, err, sizeof(err)) != 0) {
             add_error(e, "%s:%u:%u: listener \"%s\": session_tickets.key_file: %s", cfg->path,
                       t->key_file_pos.line, t->key_file_pos.col, l->name, err);
             failed = 1;
@@ -239,7 +268,9 @@ struct runtime *runtime_load(const struct cfg_source *src, const struct runtime 
     rt->ports = calloc(n, sizeof(*rt->ports));
     rt->caches = calloc(n, sizeof(*rt->caches));
     rt->seeds = calloc(n, sizeof(*rt->seeds));
-    if (!rt->certs || !rt->ncerts || !rt->listen_fds || !rt->ports || !rt->caches || !rt->seeds) {
+    rt->client_cas = calloc(n, sizeof(*rt->client_cas));
+    if (!rt->certs || !rt->ncerts || !rt->listen_fds || !rt->ports || !rt->caches || !rt->seeds ||
+        !rt->client_cas) {
         add_error(&e, "out of memory");
         goto fail;
     }
@@ -292,6 +323,8 @@ void runtime_unref(struct runtime **rtp)
             sesscache_unref(&rt->caches[i]);
         if (rt->seeds)
             ticket_seed_unref(&rt->seeds[i]);
+        if (rt->client_cas)
+            cert_cas_free(&rt->client_cas[i]);
     }
     for (size_t u = 0; rt->health != NULL && u < rt->cfg->nupstreams; u++)
         free(rt->health[u]);
@@ -304,6 +337,7 @@ void runtime_unref(struct runtime **rtp)
     free(rt->ports);
     free(rt->caches);
     free(rt->seeds);
+    free(rt->client_cas);
     cfg_free(&rt->cfg);
     free(rt);
 }

@@ -29,6 +29,7 @@ struct runtime {
     unsigned nworkers;
     struct cert_pair **certs;   /* [listener][certificate] */
     size_t *ncerts;
+    struct cert_cas *client_cas; /* per listener; .pem NULL: no client_auth */
     /*
      * [listener][worker]: sockets bound for this runtime, taken (set to -1)
      * by the worker that listens on them.  NULL for a listener whose bind
@@ -56,6 +57,8 @@ struct runtime {
  */
 struct runtime *runtime_load(const struct cfg_source *src, const struct runtime *prev,
                              unsigned nworkers, int check_only, char *err, size_t errlen);
+/* The CAs of listener i's client_auth; NULL when it has none. */
+const struct cert_cas *runtime_client_cas(const struct runtime *rt, size_t i);
 void runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime **rt);
 

@@ -31,6 +31,8 @@ struct ticket_seed {
     unsigned refs;          /* atomic */
     uint64_t rotate_s;
     char context[72];
+    int has_binding;
+    uint8_t binding[32];
     size_t len;
     uint8_t secret[TICKET_MAX_SEED];
 };
@@ -96,7 +98,7 @@ fail:
 }
 
 int ticket_seed_load(struct ticket_seed **out, const char *path, uint64_t rotate_s,
-                     const char *context, char *err, size_t errlen)
+                     const char *context, const uint8_t *binding, char *err, size_t errlen)
 {
     struct ticket_seed *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -106,6 +108,10 @@ int ticket_seed_load(struct ticket_seed **out, const char *path, uint64_t rotate
     s->refs = 1;
     s->rotate_s = rotate_s ? rotate_s : 1;
     snprintf(s->context, sizeof(s->context), "%s", context);
+    if (binding != NULL) {
+        s->has_binding = 1;
+        memcpy(s->binding, binding, sizeof(s->binding));
+    }
     if (path != NULL) {
         if (read_seed(s, path, err, errlen) != 0) {
             ticket_seed_unref(&s);
@@ -145,7 +151,9 @@ void ticket_seed_unref(struct ticket_seed **sp)
 int ticket_seed_equal(const struct ticket_seed *a, const struct ticket_seed *b)
 {
     return a->rotate_s == b->rotate_s && a->len == b->len &&
-           strcmp(a->context, b->context) == 0 && memcmp(a->secret, b->secret, a->len) == 0;
+           strcmp(a->context, b->context) == 0 && a->has_binding == b->has_binding &&
+           memcmp(a->binding, b->binding, sizeof(a->binding)) == 0 &&
+           memcmp(a->secret, b->secret, a->len) == 0;
 }
 
 uint64_t ticket_seed_rotate(const struct ticket_seed *seed)
@@ -194,14 +202,20 @@ static struct key_slot *slot_for(struct ticket_keys *k, int64_t p)
         if (k->slots[i].period < victim->period)
             victim = &k->slots[i];
     }
-    /* info = context, NUL, period (big-endian 64 bits) */
-    uint8_t info[sizeof(k->seed->context) + 1 + 8], okm[TICKET_NAME_LEN + KEY_LEN];
-    size_t clen = strlen(k->seed->context);
-    memcpy(info, k->seed->context, clen + 1);
+    /* info = context, NUL, [binding,] period (big-endian 64 bits): without a
+     * binding, the keys of earlier versions, which replicas may still use. */
+    uint8_t info[sizeof(k->seed->context) + 1 + sizeof(k->seed->binding) + 8];
+    uint8_t okm[TICKET_NAME_LEN + KEY_LEN];
+    size_t n = strlen(k->seed->context) + 1;
+    memcpy(info, k->seed->context, n);
+    if (k->seed->has_binding) {
+        memcpy(info + n, k->seed->binding, sizeof(k->seed->binding));
+        n += sizeof(k->seed->binding);
+    }
     for (int i = 0; i < 8; i++)
-        info[clen + 1 + (size_t)i] = (uint8_t)((uint64_t)p >> (56 - 8 * i));
+        info[n++] = (uint8_t)((uint64_t)p >> (56 - 8 * i));
     if (wc_HKDF(WC_SHA256, k->seed->secret, (word32)k->seed->len, (const byte *)hkdf_salt,
-                sizeof(hkdf_salt) - 1, info, (word32)(clen + 9), okm, sizeof(okm)) != 0 ||
+                sizeof(hkdf_salt) - 1, info, (word32)n, okm, sizeof(okm)) != 0 ||
         wc_AesGcmSetKey(&victim->aes, okm + TICKET_NAME_LEN, KEY_LEN) != 0) {
         memset(okm, 0, sizeof(okm));
         victim->period = -1;

@@ -34,9 +34,12 @@ struct ticket_keys;
  * path NULL: a random seed.  rotate_s: seconds per period (>= 1).  context
  * (the listener's name) goes into every derived key, so that one key file
  * shared by two listeners never lets a ticket from one resume on the other.
+ * binding (32 bytes, or NULL) goes in too: the listener's client-certificate
+ * policy (cert_cas), so that a ticket issued under another policy is not
+ * accepted.
  */
 int ticket_seed_load(struct ticket_seed **out, const char *path, uint64_t rotate_s,
-                     const char *context, char *err, size_t errlen);
+                     const char *context, const uint8_t *binding, char *err, size_t errlen);
 /* Shared by runtimes across reloads: atomic references. */
 void ticket_seed_ref(struct ticket_seed *seed);
 void ticket_seed_unref(struct ticket_seed **seed);

@@ -216,6 +216,35 @@ static int on_ticket(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
     }
 }
 
+/* Asks every client for a certificate that chains to cas.  wolfSSL checks
+ * it during the handshake; a resumed session was checked when it began, and
+ * the session cache and ticket keys are bound to cas (runtime). */
+static int setup_client_auth(WOLFSSL_CTX *ctx, const struct cert_cas *cas, int required,
+                             char *err, size_t errlen)
+{
+    int rc = wolfSSL_CTX_load_verify_buffer(ctx, cas->pem, (long)cas->len, WOLFSSL_FILETYPE_PEM);
+    if (rc != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "%s: the CA certificates do not load (wolfSSL error %d)",
+                 cas->source, rc);
+        return -1;
+    }
+    int mode = WOLFSSL_VERIFY_PEER | (required ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+    wolfSSL_CTX_set_verify(ctx, mode, NULL);
+    return 0;
+}
+
+int tls_client_cas_check(const struct cert_cas *cas, char *err, size_t errlen)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "cannot create a TLS context");
+        return -1;
+    }
+    int rc = setup_client_auth(ctx, cas, 1, err, errlen);
+    wolfSSL_CTX_free(ctx);
+    return rc;
+}
+
 static int setup_resumption(WOLFSSL_CTX *ctx, const struct tls_resumption *res, char *err,
                             size_t errlen)
 {
@@ -288,7 +317,8 @@ fail:
 
 int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
                     const struct cert_pair *pairs, size_t npairs,
-                    const struct tls_resumption *res, char *err, size_t errlen)
+                    const struct cert_cas *client_cas, const struct tls_resumption *res,
+                    char *err, size_t errlen)
 {
     struct tls_ctx_set *set = calloc(1, sizeof(*set));
     if (set == NULL || npairs == 0) {
@@ -311,6 +341,9 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
         c->ctx = new_ctx(cfg, err, errlen);
         if (c->ctx == NULL || load_pair(c->ctx, &pairs[i], err, errlen) != 0 ||
             setup_resumption(c->ctx, &set->res, err, errlen) != 0)
+            goto fail;
+        if (client_cas != NULL &&
+            setup_client_auth(c->ctx, client_cas, cfg->client_auth.required, err, errlen) != 0)
             goto fail;
         c->names = calloc(pairs[i].nnames ? pairs[i].nnames : 1, sizeof(char *));
         if (c->names == NULL)
@@ -581,9 +614,10 @@ int tls_session_is_tls13(struct tls_session *s)
     return wolfSSL_GetVersion(s->ssl) == WOLFSSL_TLSV1_3;
 }
 
-int tls_session_no_shared_suite(struct tls_session *s)
+int tls_session_refused_silently(struct tls_session *s)
 {
-    return s->last_error == MATCH_SUITE_ERROR;
+    return s->last_error == MATCH_SUITE_ERROR ||
+           (s->last_error == NO_PEER_CERT && !tls_session_is_tls13(s));
 }
 
 const char *tls_session_error(struct tls_session *s, char *buf, size_t len)

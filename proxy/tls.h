@@ -46,13 +46,17 @@ const char *tls_library_build(void);
 
 /*
  * Builds contexts for a listener from certificates already read by cert.
- * Checks that every key matches its certificate.  Returns 0, or -1 with a
- * message naming the certificate file.
+ * Checks that every key matches its certificate.  client_cas: the CAs of
+ * cfg's client_auth (NULL: no client certificates asked for).  Returns 0,
+ * or -1 with a message naming the certificate file.
  */
 int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
                     const struct cert_pair *pairs, size_t npairs,
-                    const struct tls_resumption *res, char *err, size_t errlen);
+                    const struct cert_cas *client_cas, const struct tls_resumption *res,
+                    char *err, size_t errlen);
 void tls_ctx_set_free(struct tls_ctx_set **set);
+/* 0 if wolfSSL takes cas as client CAs, or -1 with a message naming the file. */
+int tls_client_cas_check(const struct cert_cas *cas, char *err, size_t errlen);
 
 enum tls_sniff {
     TLS_SNIFF_MORE = 0,     /* the first record is not complete yet */
@@ -103,9 +107,11 @@ const char *tls_session_cipher(struct tls_session *s);
 int tls_session_resumed(struct tls_session *s);
 /* 1 for TLS 1.3, 0 for TLS 1.2. */
 int tls_session_is_tls13(struct tls_session *s);
-/* 1 if the handshake failed for want of a cipher suite in common: wolfSSL
- * then closes without the handshake_failure alert the client expects. */
-int tls_session_no_shared_suite(struct tls_session *s);
+/* 1 if the handshake failed where wolfSSL closes without the
+ * handshake_failure alert the client expects: no cipher suite in common, or
+ * no client certificate under TLS 1.2.  Both happen before any key is in
+ * use, so the plaintext alert is the right one. */
+int tls_session_refused_silently(struct tls_session *s);
 /* The last error as text, for the error log. */
 const char *tls_session_error(struct tls_session *s, char *buf, size_t len);
 

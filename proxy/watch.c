@@ -135,6 +135,10 @@ int watch_apply(struct watch *w, const struct cfg *cfg)
             dir_of(l->tls.certs[k].key, dir);
             rc |= watch_dir(w, dir);
         }
+        if (l->tls.has_client_auth) {
+            dir_of(l->tls.client_auth.ca, dir);
+            rc |= watch_dir(w, dir);
+        }
     }
     drop_unkept(w);
     return rc;

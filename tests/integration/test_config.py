@@ -189,19 +189,13 @@ def test_t_key_does_not_match_cert(tmp_path, certs):
     assert cert_line - 1 <= int(m.group(1)) <= cert_line + 1, err
 
 
-UNSUPPORTED = [
-    ("client_auth", "tls_extra", "client_auth:\n  ca: ca.pem"),
-]
-
-
-@pytest.mark.parametrize("key,where,text", UNSUPPORTED, ids=[u[0] for u in UNSUPPORTED])
-def test_t_not_supported_yet(tmp_path, certs, key, where, text):
-    yaml_text = basic_yaml(certs, ["127.0.0.1:9"], **{where: text})
-    line, _ = line_of(yaml_text, key)
+def test_t_client_auth_error_points_at_the_ca_key(tmp_path, certs):
+    yaml_text = basic_yaml(certs, ["127.0.0.1:9"], tls_extra="client_auth:\n  ca: clients-ca.pem")
+    line, _ = line_of(yaml_text, "ca: clients-ca.pem")
     r, out, err = check(tmp_path, yaml_text)
     assert r.returncode == 1, out
-    assert re.search(r"moat\.yaml:%d:\d+: .*not supported yet" % line, err), err
-    assert key in err
+    assert re.search(r"moat\.yaml:%d:\d+: listener \"public\": client_auth\.ca: .*clients-ca\.pem: "
+                     r"cannot open" % line, err), err
 
 
 def test_t_listener_needs_tls_or_redirect(tmp_path, certs):

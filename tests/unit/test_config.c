@@ -859,12 +859,45 @@ static void test_lifecycle_keys(void)
                  "\"least_conn\"");
 }
 
-static void test_unsupported(void)
+static void test_client_auth(void)
 {
-    expect_error(BASE_LISTENERS
-                 "      client_auth:\n"
-                 "        ca: ca.pem\n" BASE_ROUTES BASE_UPSTREAMS,
-                 "t.yaml:8:7: \"client_auth\" is not supported yet");
+    struct cfg *c = load(BASE);
+    if (c != NULL) {
+        CHECK_INT(c->listeners[0].tls.has_client_auth, 0);
+        cfg_free(&c);
+    }
+    c = load(BASE_LISTENERS
+             "      client_auth:\n"
+             "        ca: certs/clients-ca.pem\n" BASE_ROUTES BASE_UPSTREAMS);
+    if (c != NULL) {
+        const struct cfg_tls *t = &c->listeners[0].tls;
+        CHECK_INT(t->has_client_auth, 1);
+        CHECK_STR(t->client_auth.ca, "/srv/moat/certs/clients-ca.pem");
+        CHECK_INT(t->client_auth.required, 1);
+        CHECK_INT(t->client_auth.ca_pos.line, 9);
+        cfg_free(&c);
+    }
+    c = load(BASE_LISTENERS
+             "      client_auth:\n"
+             "        ca: /etc/ca.pem\n"
+             "        required: false\n" BASE_ROUTES BASE_UPSTREAMS);
+    if (c != NULL) {
+        CHECK_STR(c->listeners[0].tls.client_auth.ca, "/etc/ca.pem");
+        CHECK_INT(c->listeners[0].tls.client_auth.required, 0);
+        cfg_free(&c);
+    }
+    /* An empty or null section is a mistake, not "off". */
+    expect_error(BASE_LISTENERS "      client_auth:\n" BASE_ROUTES BASE_UPSTREAMS,
+                 "t.yaml: client_auth: missing required key \"ca\"");
+    expect_error(BASE_LISTENERS "      client_auth:\n        required: true\n" BASE_ROUTES
+                     BASE_UPSTREAMS,
+                 "t.yaml:9:9: client_auth: missing required key \"ca\"");
+    expect_error(BASE_LISTENERS "      client_auth:\n        ca: a.pem\n        verify: yes\n"
+                     BASE_ROUTES BASE_UPSTREAMS,
+                 "t.yaml:10:9: unknown key \"verify\" in client_auth");
+    expect_error(BASE_LISTENERS "      client_auth:\n        ca: a.pem\n        required: maybe\n"
+                     BASE_ROUTES BASE_UPSTREAMS,
+                 "t.yaml:10:19: \"required\": expected true or false, got \"maybe\"");
 }
 
 static void test_nulls(void)
@@ -1109,7 +1142,7 @@ int main(void)
     test_errors_multiple();
     test_resumption();
     test_lifecycle_keys();
-    test_unsupported();
+    test_client_auth();
     test_nulls();
     test_trusted_proxies();
     test_alias_bombs();
