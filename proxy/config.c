@@ -192,7 +192,7 @@ static const struct cfg_field limit_fields[] = {
     FIELD(struct top_raw, "max_connections", CFG_T_UINT, c.limits.max_connections,
           .def = "65536", .min = 1, .max = 10000000),
     FIELD(struct top_raw, "max_header_bytes", CFG_T_SIZE, c.limits.max_header_bytes,
-          .def = "32k", .min = 1024, .max = 1024 * 1024),
+          .def = "16k", .min = 1024, .max = 1024 * 1024),
     FIELD(struct top_raw, "max_uri_bytes", CFG_T_SIZE, c.limits.max_uri_bytes, .def = "8k",
           .min = 256, .max = 1024 * 1024),
     FIELD(struct top_raw, "max_headers", CFG_T_UINT, c.limits.max_headers, .def = "100",

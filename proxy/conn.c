@@ -325,7 +325,10 @@ static void on_handshake_done(struct conn *c)
     log_debug("connection from %s: %s %s%s", c->peer_ip, tls_session_version(c->tls),
               tls_session_cipher(c->tls), resumed ? " (resumed)" : "");
     conn_set_state(c, CONN_ACTIVE);
-    conn_set_timeout(c, c->gen->cfg->timeouts.client_idle_ms);
+    /* The first request's head is due within client_header of the
+     * handshake, as the following ones are within client_header of their
+     * first byte; after a response, client_idle is the keep-alive wait. */
+    conn_set_timeout(c, c->gen->cfg->timeouts.client_header_ms);
 }
 
 /* A refused handshake: a fatal handshake_failure alert, then close. */
@@ -514,6 +517,7 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
     case TLS_SNIFF_MORE:
         return;
     case TLS_SNIFF_HTTP:
+        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
         answer_plain_http(c);
         return;
     case TLS_SNIFF_GARBAGE:
@@ -664,7 +668,9 @@ static void on_client_timer(uv_timer_t *t)
         conn_abort(c);
         return;
     case CONN_ACTIVE:
-        if (c->x != NULL && exchange_reading_head(c)) {
+        /* A new connection that sent no request at all gets the 408 too
+         * (HAProxy's way); an idle keep-alive connection closes quietly. */
+        if ((c->x != NULL && exchange_reading_head(c)) || (c->x == NULL && c->requests == 0)) {
             exchange_on_header_timeout(c);
             return;
         }

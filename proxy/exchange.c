@@ -240,7 +240,8 @@ static void respond_error(struct exchange *x, int status, const char *why)
         log_debug("%s: %d %s", c->peer_ip, status, why);
     x->status = status;
     x->close_after = !keep;
-    http1_write_simple_response(&x->out, status, x->close_after, NULL, NULL);
+    x->resp_bytes += http1_write_simple_response(&x->out, status, x->close_after, NULL, NULL,
+                                                 (x->req.flags & HTTP1_F_HEAD) != 0);
     x->resp_started = 1;
     x->resp_done = 1;
     flush_client(x);
@@ -266,6 +267,10 @@ void exchange_abort(struct conn *c)
 
 void exchange_on_header_timeout(struct conn *c)
 {
+    if (c->x == NULL && (c->x = exchange_new(c)) == NULL) {
+        conn_abort(c);
+        return;
+    }
     respond_error(c->x, 408, "request head timed out");
 }
 

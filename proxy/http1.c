@@ -110,13 +110,14 @@ static int check_header_line(const char *p, size_t n, int bad)
     return 0;
 }
 
-/* The size limit a head ending (or still open) at byte end would break:
- * the request line has its own, tighter one. */
+/* The size limit a head ending (or still open) at byte end would break.
+ * A head over max_header_bytes is 431 whatever part of it is long (the
+ * product's contract); the request line alone also has max_uri_bytes. */
 static long scan_limit(const struct http1_scan *sc, size_t end, int is_request,
                        const struct http1_limits *lim)
 {
     if (end > lim->max_head)
-        return sc->lines == 0 && is_request ? -414 : is_request ? -431 : -502;
+        return is_request ? -431 : -502;
     if (sc->lines == 0 && is_request && end > lim->max_uri)
         return -414;
     return 0;
@@ -214,6 +215,9 @@ enum http1_hdr http1_classify(struct span name)
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (name.len == known[i].len && strncasecmp(name.p, known[i].name, name.len) == 0)
             return known[i].kind;
+    static const char xf[] = "x-forwarded-";
+    if (name.len > sizeof(xf) - 1 && strncasecmp(name.p, xf, sizeof(xf) - 1) == 0)
+        return HTTP1_HDR_X_FORWARDED_OTHER;
     return HTTP1_HDR_OTHER;
 }
 

@@ -65,6 +65,7 @@ enum http1_hdr {
     HTTP1_HDR_X_FORWARDED_HOST,
     HTTP1_HDR_X_FORWARDED_PORT,
     HTTP1_HDR_FORWARDED,
+    HTTP1_HDR_X_FORWARDED_OTHER, /* any other X-Forwarded-*: kept from trusted proxies only */
     HTTP1_HDR_STRICT_TRANSPORT_SECURITY,
     HTTP1_HDR_USER_AGENT,
     HTTP1_HDR_REFERER,
@@ -226,9 +227,11 @@ struct http1_resp_fwd {
 void http1_write_response_head(struct http1_out *o, const struct http1_msg *resp,
                                const struct http1_resp_fwd *fwd);
 
-/* A complete response moat makes itself (errors). */
-void http1_write_simple_response(struct http1_out *o, int status, int close,
-                                 const char *extra_headers, const char *body);
+/* A complete response moat makes itself (errors); body NULL: the status
+ * line's text.  head: the request was HEAD, so the body is left out.
+ * Returns the bytes of body written. */
+size_t http1_write_simple_response(struct http1_out *o, int status, int close,
+                                   const char *extra_headers, const char *body, int head);
 
 /* "<hex n>\r\n" into out; returns its length. */
 size_t http1_format_chunk_size(char out[20], size_t n);

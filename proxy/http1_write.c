@@ -68,7 +68,7 @@ static int is_forwarding_header(enum http1_hdr k)
 {
     return k == HTTP1_HDR_X_FORWARDED_FOR || k == HTTP1_HDR_X_FORWARDED_PROTO ||
            k == HTTP1_HDR_X_FORWARDED_HOST || k == HTTP1_HDR_X_FORWARDED_PORT ||
-           k == HTTP1_HDR_FORWARDED;
+           k == HTTP1_HDR_FORWARDED || k == HTTP1_HDR_X_FORWARDED_OTHER;
 }
 
 static int has_header(const struct http1_msg *m, enum http1_hdr kind)
@@ -212,8 +212,8 @@ void http1_write_response_head(struct http1_out *o, const struct http1_msg *resp
     http1_out_put(o, "\r\n", 2);
 }
 
-void http1_write_simple_response(struct http1_out *o, int status, int close,
-                                 const char *extra_headers, const char *body)
+size_t http1_write_simple_response(struct http1_out *o, int status, int close,
+                                   const char *extra_headers, const char *body, int head)
 {
     char line[64], deflt[64];
     if (body == NULL) {
@@ -230,7 +230,10 @@ void http1_write_simple_response(struct http1_out *o, int status, int close,
     if (close)
         http1_out_str(o, "Connection: close\r\n");
     http1_out_put(o, "\r\n", 2);
+    if (head)
+        return 0; /* a response to HEAD has no content, whatever it says */
     http1_out_str(o, body);
+    return strlen(body);
 }
 
 size_t http1_format_chunk_size(char out[20], size_t n)

@@ -113,7 +113,7 @@ static void send_out(struct redir *r)
 static void answer_error(struct redir *r, int status)
 {
     struct http1_out o = {.buf = r->out, .cap = sizeof(r->out)};
-    http1_write_simple_response(&o, status, 1, NULL, NULL);
+    http1_write_simple_response(&o, status, 1, NULL, NULL, 0);
     r->out_len = o.len;
     send_out(r);
 }
@@ -126,9 +126,10 @@ static void answer_redirect(struct redir *r)
         answer_error(r, 400);
         return;
     }
-    char port[8] = "";
-    if (r->https_port != 443)
-        snprintf(port, sizeof(port), ":%u", r->https_port);
+    /* The port is written even when it is 443: https://host:443/... is
+     * what the product's contract promises. */
+    char port[8];
+    snprintf(port, sizeof(port), ":%u", r->https_port);
     struct span uri = r->req.uri;
     if (span_eq(uri, "*"))
         uri = SPAN_LIT("/");

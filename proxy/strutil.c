@@ -241,6 +241,22 @@ unsigned edit_distance(const char *a, const char *b, unsigned max)
     return row[lb] > max ? max + 1 : row[lb];
 }
 
+/* Bytes in the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_sequence(const unsigned char *s, size_t len)
+{
+    size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : 2;
+    if (s[0] < 0xc2 || s[0] > 0xf4 || n > len)
+        return 0;
+    for (size_t k = 1; k < n; k++)
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
+        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
 void json_escape_append(char *out, size_t cap, size_t *pos, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -249,13 +265,23 @@ void json_escape_append(char *out, size_t cap, size_t *pos, const char *s, size_
         unsigned char c = (unsigned char)s[i];
         char esc[7];
         size_t n;
+        size_t u = c >= 0x80 ? utf8_sequence((const unsigned char *)s + i, len - i) : 0;
+        if (u > 0) {
+            /* Well-formed UTF-8 is JSON text as it is. */
+            if (p + u >= cap)
+                break;
+            memcpy(out + p, s + i, u);
+            p += u;
+            i += u - 1;
+            continue;
+        }
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
             n = 2;
         } else if (c < 0x20 || c >= 0x7f) {
-            /* Bytes outside printable ASCII are escaped individually so that
-             * every line stays valid JSON whatever a client sent. */
+            /* Control bytes, and bytes that are not UTF-8, are escaped one by
+             * one so that every line stays valid JSON whatever a client sent. */
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 15];

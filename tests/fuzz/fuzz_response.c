@@ -162,7 +162,7 @@ static void respond_error(struct resp_state *s)
     http1_out_flush(&s->out);
     s->final_head_at = s->client.len;
     s->final_written = 1;
-    http1_write_simple_response(&s->out, 502, 1, NULL, NULL);
+    http1_write_simple_response(&s->out, 502, 1, NULL, NULL, 0);
     http1_out_flush(&s->out);
     s->body_at = s->client.len;
 }

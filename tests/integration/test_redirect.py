@@ -53,11 +53,12 @@ def test_redirect_308_location(redir, method, target, host, location):
     assert header(headers, "Strict-Transport-Security") is None
 
 
-def test_redirect_to_443_omits_the_port(certs, backend, moat_factory):
+def test_redirect_to_443_names_the_port(certs, backend, moat_factory):
+    # "answers 308 to https://host:443/..." in the product's contract.
     m = moat_factory(with_redirect(certs, backend, 443))
-    for host, loc in (("example.com", "https://example.com/x?y"),
-                      ("example.com:80", "https://example.com/x?y"),
-                      ("[2001:db8::1]:80", "https://[2001:db8::1]/x?y")):
+    for host, loc in (("example.com", "https://example.com:443/x?y"),
+                      ("example.com:80", "https://example.com:443/x?y"),
+                      ("[2001:db8::1]:80", "https://[2001:db8::1]:443/x?y")):
         status, headers, _ = ask(m.port("redirect"),
                                  b"GET /x?y HTTP/1.1\r\nHost: %s\r\n\r\n" % host.encode())
         assert status == 308 and header(headers, "Location") == loc, (host, headers)
@@ -185,4 +186,4 @@ def test_redirect_listener_added_and_changed_by_reload(certs, backend, moat_fact
                  .encode())
     assert sighup(m) == "ok", m.stderr()
     status, headers, _ = ask(p, raw)
-    assert status == 308 and header(headers, "Location") == "https://a.test/r"
+    assert status == 308 and header(headers, "Location") == "https://a.test:443/r"

@@ -296,7 +296,7 @@ static void test_defaults(void)
             CHECK_STR(t->certs[0].key, "/srv/moat/k.pem");
         }
     }
-    CHECK_INT(c->limits.max_header_bytes, 32768);
+    CHECK_INT(c->limits.max_header_bytes, 16384);
     CHECK_INT(c->limits.max_uri_bytes, 8192);
     CHECK_INT(c->limits.max_headers, 100);
     CHECK_INT(c->limits.max_body_bytes, 0);
@@ -379,7 +379,7 @@ static void test_embedded_default(void)
     } else {
         CHECK(0);
     }
-    CHECK_INT(c->limits.max_header_bytes, 32768);
+    CHECK_INT(c->limits.max_header_bytes, 16384);
     CHECK_STR(c->forwarding.hsts, "max-age=63072000");
     cfg_free(&c);
 

@@ -302,9 +302,10 @@ static void test_scan_limits(void)
     /* 414 as soon as the line is too long, before its end arrives */
     CHECK_INT(scan("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1, &lim), -414);
     CHECK_INT(scan("GET /aaaaaaaaaaaaaaaaaaaaaaaaa", 1, &lim), 0);
-    /* 414, not 431, when the request line alone exceeds max_head */
+    /* 431 when the head exceeds max_head, even if the request line alone does */
     struct http1_limits tiny = {.max_head = 20, .max_uri = 2048, .max_headers = 3};
-    CHECK_INT(scan("GET /aaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", 1, &tiny), -414);
+    CHECK_INT(scan("GET /aaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", 1, &tiny), -431);
+    CHECK_INT(scan("GET /aaaaaaaaaaaaaaaaaaaaaaaaa", 1, &tiny), -431);
 
     /* header count: max_headers exactly is fine, one more is 431 */
     CHECK_INT(scan("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n", 1, &lim), 39);
@@ -805,12 +806,15 @@ static void test_write_request(void)
                                     "X-Forwarded-Port: 443\r\n"
                                     "X-Forwarded-For: 1.1.1.1\r\n"
                                     "X-Forwarded-For: 2.2.2.2\r\n"
+                                    "x-forwarded-server: lb1\r\n"
+                                    "X-Forwarded-: not one of them\r\n"
                                     "\r\n";
     fwd = (struct http1_fwd){.client_ip = SPAN_LIT("2001:db8::1"), .listener_port = 443,
                              .keep_alive = 1};
     CHECK_STR(write_request(request_b, &fwd), "PUT /v1/obj HTTP/1.1\r\n"
                                               "Host: api.example.com:8080\r\n"
                                               "Expect: 100-continue\r\n"
+                                              "X-Forwarded-: not one of them\r\n"
                                               "X-Forwarded-For: 2001:db8::1\r\n"
                                               "X-Forwarded-Proto: https\r\n"
                                               "X-Forwarded-Host: api.example.com:8080\r\n"
@@ -823,6 +827,8 @@ static void test_write_request(void)
                                               "Expect: 100-continue\r\n"
                                               "X-Forwarded-Host: front.example\r\n"
                                               "X-Forwarded-Port: 443\r\n"
+                                              "x-forwarded-server: lb1\r\n"
+                                              "X-Forwarded-: not one of them\r\n"
                                               "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 2001:db8::1\r\n"
                                               "X-Forwarded-Proto: https\r\n"
                                               "Transfer-Encoding: chunked\r\n"
@@ -1005,20 +1011,26 @@ static void test_response_framing(void)
 static void test_write_misc(void)
 {
     static struct writer w;
-    http1_write_simple_response(w_init(&w), 404, 1, NULL, NULL);
+    CHECK_INT(http1_write_simple_response(w_init(&w), 404, 1, NULL, NULL, 0), 14);
     CHECK_STR(w_done(&w), "HTTP/1.1 404 Not Found\r\n"
                           "Content-Type: text/plain; charset=utf-8\r\n"
                           "Content-Length: 14\r\n"
                           "Connection: close\r\n"
                           "\r\n"
                           "404 Not Found\n");
-    http1_write_simple_response(w_init(&w), 413, 0, "Retry-After: 1\r\n", "too big\n");
+    http1_write_simple_response(w_init(&w), 413, 0, "Retry-After: 1\r\n", "too big\n", 0);
     CHECK_STR(w_done(&w), "HTTP/1.1 413 Content Too Large\r\n"
                           "Content-Type: text/plain; charset=utf-8\r\n"
                           "Content-Length: 8\r\n"
                           "Retry-After: 1\r\n"
                           "\r\n"
                           "too big\n");
+    /* HEAD: the same head, no content after it */
+    CHECK_INT(http1_write_simple_response(w_init(&w), 404, 0, NULL, NULL, 1), 0);
+    CHECK_STR(w_done(&w), "HTTP/1.1 404 Not Found\r\n"
+                          "Content-Type: text/plain; charset=utf-8\r\n"
+                          "Content-Length: 14\r\n"
+                          "\r\n");
     struct http1_out *o = w_init(&w);
     http1_write_chunk_header(o, 255);
     http1_out_str(o, "x");

@@ -297,12 +297,20 @@ static void test_json_escape(void)
     CHECK_STR(out, "a\\\"b\\\\c/d");
     CHECK_INT(pos, 9);
 
-    /* Control and non-ASCII bytes each become \u00XX. */
-    const char ctl[] = "\n\t\x01\x1f\x7f\xc3\xa9 ~";
+    /* Control bytes and bytes that are not UTF-8 each become \u00XX;
+     * well-formed UTF-8 stays as it is. */
+    const char ctl[] = "\n\t\x01\x1f\x7f\xc3\xa9 ~\xe2\x82\xac\xf0\x9f\x98\x80";
     pos = 0;
     json_escape_append(out, sizeof(out), &pos, ctl, sizeof(ctl) - 1);
     out[pos] = '\0';
-    CHECK_STR(out, "\\u000a\\u0009\\u0001\\u001f\\u007f\\u00c3\\u00a9 ~");
+    CHECK_STR(out, "\\u000a\\u0009\\u0001\\u001f\\u007f\xc3\xa9 ~\xe2\x82\xac\xf0\x9f\x98\x80");
+    /* lone continuation, overlong, surrogate, above U+10FFFF, truncated */
+    const char bad[] = "\x80|\xc0\xaf|\xed\xa0\x80|\xf4\x90\x80\x80|\xe2\x82";
+    pos = 0;
+    json_escape_append(out, sizeof(out), &pos, bad, sizeof(bad) - 1);
+    out[pos] = '\0';
+    CHECK_STR(out, "\\u0080|\\u00c0\\u00af|\\u00ed\\u00a0\\u0080|\\u00f4\\u0090\\u0080\\u0080|"
+                   "\\u00e2\\u0082");
 
     /* An embedded NUL is escaped, not an end. */
     pos = 0;
