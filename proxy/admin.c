@@ -194,18 +194,22 @@ static void render_listeners(struct text *t, const struct admin_source *src)
     (void)cfg;
 }
 
+/* Sums over every listener's cache, without labels: the product's contract
+ * names these metrics bare (each listener's own counts are in the log when
+ * moat stops). */
 static void render_session_cache(struct text *t, const struct admin_source *src)
 {
     const struct runtime *rt = *src->rt;
-    char l[256];
-    struct sesscache_stats s[64];
-    const char *names[64];
-    size_t n = 0;
-    for (size_t i = 0; i < rt->cfg->nlisteners && n < 64; i++) {
+    struct sesscache_stats sum = {0};
+    for (size_t i = 0; i < rt->cfg->nlisteners; i++) {
         if (rt->caches[i] == NULL)
             continue;
-        sesscache_stats(rt->caches[i], &s[n]);
-        names[n++] = rt->cfg->listeners[i].name;
+        struct sesscache_stats s;
+        sesscache_stats(rt->caches[i], &s);
+        sum.hits += s.hits;
+        sum.misses += s.misses;
+        sum.entries += s.entries;
+        sum.evictions += s.evictions;
     }
     static const struct {
         const char *name, *type, *help;
@@ -217,12 +221,9 @@ static void render_session_cache(struct text *t, const struct admin_source *src)
     };
     for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
         family(t, fams[f].name, fams[f].type, fams[f].help);
-        for (size_t k = 0; k < n; k++) {
-            uint64_t v = f == 0 ? s[k].hits : f == 1 ? s[k].misses : f == 2 ? s[k].entries
-                                                                            : s[k].evictions;
-            text_printf(t, "%s{listener=\"%s\"} %llu\n", fams[f].name,
-                        label(names[k], l, sizeof(l)), (unsigned long long)v);
-        }
+        uint64_t v = f == 0 ? sum.hits : f == 1 ? sum.misses : f == 2 ? sum.entries
+                                                                       : sum.evictions;
+        text_printf(t, "%s %llu\n", fams[f].name, (unsigned long long)v);
     }
 }
 

@@ -220,8 +220,9 @@ int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *ke
     snprintf(pair->source, sizeof(pair->source), "%s", cert_path);
     if (read_file(cert_path, &pair->chain, &pair->chain_len, err, errlen) != 0)
         return -1;
+    int rc = -1;
     if (read_file(key_path, &pair->key, &pair->key_len, err, errlen) != 0)
-        goto fail;
+        goto bad_key;
     if (strstr((char *)pair->chain, "-----BEGIN CERTIFICATE-----") == NULL) {
         snprintf(err, errlen, "%s: not a PEM certificate chain", cert_path);
         goto fail;
@@ -229,20 +230,22 @@ int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *ke
     if (strstr((char *)pair->key, "-----BEGIN") == NULL ||
         strstr((char *)pair->key, "PRIVATE KEY-----") == NULL) {
         snprintf(err, errlen, "%s: not a PEM private key", key_path);
-        goto fail;
+        goto bad_key;
     }
     if (strstr((char *)pair->key, "ENCRYPTED") != NULL) {
         snprintf(err, errlen, "%s: encrypted private keys are not supported", key_path);
-        goto fail;
+        goto bad_key;
     }
     pair->chain_enc = CERT_PEM;
     pair->key_enc = CERT_PEM;
     if (inspect_leaf(pair, err, errlen) != 0 || check_chain_order(pair, err, errlen) != 0)
         goto fail;
     return 0;
+bad_key:
+    rc = CERT_BAD_KEY_FILE;
 fail:
     cert_pair_free(pair);
-    return -1;
+    return rc;
 }
 
 int cert_cas_load(struct cert_cas *cas, const char *path, int required, char *err,

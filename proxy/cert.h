@@ -55,7 +55,9 @@ int cert_cas_load(struct cert_cas *cas, const char *path, int required, char *er
                   size_t errlen);
 void cert_cas_free(struct cert_cas *cas);
 
-/* Reads both files.  Returns 0, or -1 with a message naming the file. */
+/* Reads both files.  Returns 0, or with a message naming the file -1 when
+ * the certificate file is at fault, CERT_BAD_KEY_FILE when the key file is. */
+#define CERT_BAD_KEY_FILE (-2)
 int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *key_path,
                    char *err, size_t errlen);
 /* A fresh ECDSA P-256 key and a self-signed certificate for host, valid for

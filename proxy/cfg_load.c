@@ -445,7 +445,10 @@ static unsigned load_field(struct cfg_loader *ld, const struct cfg_field *f,
             /* "tls:" with nothing under it means "all defaults". */
             if (f->flags & CFG_F_PRESENT)
                 *FIELD_PTR(base, f->present_off, int) = 1;
+            struct cfg_pos outer = ld->empty_pos;
+            ld->empty_pos = key_pos; /* its missing keys are reported here */
             cfg_load_section(ld, f->section, NULL, dst);
+            ld->empty_pos = outer;
             return ld->nerrors - before;
         }
         cfg_error(ld, pos.line ? pos : key_pos, "\"%s\": expected %s, got null", f->key,
@@ -548,8 +551,8 @@ unsigned cfg_load_section(struct cfg_loader *ld, const struct cfg_section *s,
         }
         if (found == NULL) {
             if (f->flags & CFG_F_REQUIRED)
-                cfg_error(ld, cfg_node_pos(node), "%s: missing required key \"%s\"", s->what,
-                          f->key);
+                cfg_error(ld, node ? cfg_node_pos(node) : ld->empty_pos,
+                          "%s: missing required key \"%s\"", s->what, f->key);
             else
                 apply_default(ld, f, base);
             continue;

@@ -76,6 +76,7 @@ struct cfg_loader {
     size_t errpos;
     unsigned nerrors;
     unsigned budget;            /* nodes left to visit (alias bombs) */
+    struct cfg_pos empty_pos;   /* where a section given as null was written */
 };
 
 void cfg_error(struct cfg_loader *ld, struct cfg_pos pos, const char *fmt, ...)

@@ -35,7 +35,8 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
 
 static const struct cfg_field cert_fields[] = {
     FIELD(struct cfg_cert, "cert", CFG_T_PATH, cert, .flags = CFG_F_REQUIRED),
-    FIELD(struct cfg_cert, "key", CFG_T_PATH, key, .flags = CFG_F_REQUIRED),
+    FIELD(struct cfg_cert, "key", CFG_T_PATH, key, .flags = CFG_F_REQUIRED | CFG_F_POS,
+          .pos_off = offsetof(struct cfg_cert, key_pos)),
 };
 static const struct cfg_section cert_section =
     SECTION_OF(struct cfg_cert, "certificate", cert_fields, .has_pos = 1,
@@ -568,6 +569,33 @@ static int parse_cidr(const char *s, struct cfg_cidr *out)
     return 0;
 }
 
+static int is_wildcard(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+/* 1 if sockets bound to a and b would share connections: the same port and
+ * the same address, or a wildcard covering the other (SO_REUSEPORT lets
+ * both bind, and the kernel then splits clients between them). */
+static int binds_overlap(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    unsigned port = sockaddr_port((const struct sockaddr *)a);
+    if (port == 0 || port != sockaddr_port((const struct sockaddr *)b))
+        return 0;
+    if (is_wildcard(a) || is_wildcard(b))
+        return a->ss_family == b->ss_family || a->ss_family == AF_INET6 ||
+               b->ss_family == AF_INET6;
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
 static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
 {
     struct cfg *c = &r->c;
@@ -575,6 +603,13 @@ static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
     if (c->admin.enabled && c->admin.bind != NULL &&
         parse_numeric_hostport(c->admin.bind, &c->admin.addr, why, sizeof(why)) != 0)
         cfg_error(ld, r->admin_bind_pos, "admin: bind \"%s\": %s", c->admin.bind, why);
+    else if (c->admin.enabled && c->admin.bind != NULL)
+        for (size_t i = 0; i < c->nlisteners; i++)
+            if (c->listeners[i].bind != NULL &&
+                binds_overlap(&c->admin.addr, &c->listeners[i].addr))
+                cfg_error(ld, r->admin_bind_pos,
+                          "admin: bind \"%s\" takes the address of listener \"%s\" (%s)",
+                          c->admin.bind, c->listeners[i].name, c->listeners[i].bind);
     c->admin.pos = r->admin_bind_pos;
     size_t n = c->forwarding.ntrusted_proxies;
     c->forwarding.trusted = cfg_alloc(ld->arena, (n ? n : 1) * sizeof(struct cfg_cidr));
@@ -589,6 +624,7 @@ static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
         cfg_error(ld, r->hsts_pos, "hsts: the value must be printable ASCII");
 
     const char *a = c->log.access;
+    c->log.access_pos = r->access_pos;
     if (a != NULL && strcmp(a, "stdout") != 0 && strcmp(a, "stderr") != 0) {
         if (a[0] == '\0')
             cfg_error(ld, r->access_pos, "log.access: empty path");
@@ -669,7 +705,11 @@ static int load_text(const char *name, const char *text, size_t len, const char 
     r->c.dir = dir ? cfg_strdup(arena, dir) : NULL;
     ld.dir = r->c.dir;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root == NULL || root->type != YAML_MAPPING_NODE) {
+    if (root == NULL) {
+        cfg_error(&ld, (struct cfg_pos){1, 1},
+                  "the configuration must be a YAML mapping (listeners, routes, upstreams, "
+                  "...); this one is empty");
+    } else if (root->type != YAML_MAPPING_NODE) {
         cfg_error(&ld, cfg_node_pos(root), "the configuration must be a YAML mapping");
     } else {
         cfg_load_section(&ld, &top_section, root, r);

@@ -23,6 +23,7 @@ struct cfg_cert {
     char *cert; /* path, resolved against the configuration's directory */
     char *key;
     struct cfg_pos pos;
+    struct cfg_pos key_pos;
 };
 
 struct cfg_session_cache {
@@ -157,6 +158,7 @@ struct cfg {
 
     struct {
         char *access;        /* "stdout", "stderr", a path, or NULL */
+        struct cfg_pos access_pos;
         char *format;
         char *level;
         enum log_format access_format;

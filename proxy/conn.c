@@ -7,6 +7,7 @@
 #include "conn.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,12 @@ int conn_flush(struct conn *c)
     return rc;
 }
 
+/* Client connections open in the whole process.  max_connections is one
+ * cap for all workers, as its name says, not a share per worker that would
+ * refuse a client while another worker has room: one atomic add per
+ * connection, never per request. */
+static atomic_uint_fast64_t conns_open;
+
 /* ---- closing ---- */
 
 static void on_conn_handle_close(uv_handle_t *h)
@@ -125,6 +132,7 @@ static void on_conn_handle_close(uv_handle_t *h)
         buf_chunk_put(&c->gen->inbufs, &chunk);
     }
     outq_release(&c->out);
+    atomic_fetch_sub_explicit(&conns_open, 1, memory_order_relaxed);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -743,6 +751,7 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer, sockle
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    uint64_t open_now = atomic_fetch_add_explicit(&conns_open, 1, memory_order_relaxed) + 1;
     STAT_INC(w->metrics.active);
     outq_init(&c->out, &w->chunks, (uv_stream_t *)&c->tcp, &w->written, on_client_written);
     outq_sink_init(&c->cipher_sink, &c->out);
@@ -754,7 +763,7 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer, sockle
         conn_close_handles(c);
         return;
     }
-    if (w->nconns > c->gen->max_conns) {
+    if (open_now > c->gen->cfg->limits.max_connections) {
         STAT_INC(c->gen->lstats[c->lidx]->refused);
         conn_close_handles(c);
         return;

@@ -74,7 +74,6 @@ struct gen *gen_new(struct worker *w, struct runtime *rt, char *err, size_t errl
     g->rt = rt;
     runtime_ref(rt);
     g->cfg = cfg;
-    g->max_conns = (cfg->limits.max_connections + rt->nworkers - 1) / rt->nworkers;
     /* Heads up to max_header_bytes, plus room for body bytes behind them. */
     size_t head = cfg->limits.max_header_bytes > 32768 ? cfg->limits.max_header_bytes : 32768;
     buf_pool_init(&g->inbufs, head + 16384, 256);

@@ -39,7 +39,6 @@ struct gen {
     struct buf_pool inbufs;         /* request and response heads */
     void *free_exchanges;           /* recycled struct exchange */
     unsigned nfree_exchanges;
-    uint64_t max_conns;             /* this worker's share of max_connections */
 };
 
 /* Builds w's generation for rt (takes a reference to rt).  Returns NULL

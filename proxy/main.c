@@ -62,6 +62,8 @@ struct options {
     const char *config;
     const char *listen_file;
     int test;
+    int version;
+    int help;
     int healthcheck;
     const char *healthcheck_addr;
     struct sidecar_flags sidecar;
@@ -131,8 +133,8 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->healthcheck = 1;
             o->healthcheck_addr = optarg;
             break;
-        case 'V': version_print(stdout); exit(0);
-        case 'h': fputs(usage_text, stdout); exit(0);
+        case 'V': o->version = 1; break;
+        case 'h': o->help = 1; break;
         case ':':
             fprintf(stderr, "moat: option %s needs an argument\n%s", argv[optind - 1], usage_text);
             return -1;
@@ -146,6 +148,16 @@ static int parse_args(int argc, char **argv, struct options *o)
     if (optind < argc) {
         fprintf(stderr, "moat: unexpected argument \"%s\"\n%s", argv[optind], usage_text);
         return -1;
+    }
+    /* Only a command line without usage errors gets its -h or -V answered:
+     * "moat -V extra" is a mistake, and exits 2 like any other. */
+    if (o->help) {
+        fputs(usage_text, stdout);
+        exit(0);
+    }
+    if (o->version) {
+        version_print(stdout);
+        exit(0);
     }
     const struct sidecar_flags *f = &o->sidecar;
     int sidecar = f->upstream || f->listen || f->cert || f->key || f->admin || f->redirect;

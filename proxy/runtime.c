@@ -6,6 +6,8 @@
 #include "runtime.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +69,12 @@ static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t
         struct tls_ctx_set *set = NULL;
         rc = tls_ctx_set_new(&set, &l->tls, pair, 1, client_cas, NULL, err, sizeof(err));
         tls_ctx_set_free(&set);
+    }
+    if (rc == CERT_BAD_KEY_FILE) {
+        pos = l->tls.certs[k].key_pos;
+        add_error(e, "%s:%u:%u: listener \"%s\": certificates[%zu].key: %s", cfg->path, pos.line,
+                  pos.col, l->name, k, err);
+        return -1;
     }
     if (rc != 0) {
         cert_pair_free(pair);
@@ -186,6 +194,25 @@ static int load_resumption(struct runtime *rt, const struct runtime *prev, struc
     return failed ? -1 : 0;
 }
 
+/* An access-log file moat could not open would only be found when workers
+ * start (or a reload applies): -t and reloads check it here, as nginx -t
+ * does, creating it if need be. */
+static int check_access_log(const struct runtime *rt, struct errbuf *e)
+{
+    const struct cfg *cfg = rt->cfg;
+    const char *a = cfg->log.access;
+    if (a == NULL || strcmp(a, "stdout") == 0 || strcmp(a, "stderr") == 0)
+        return 0;
+    int fd = open(a, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        add_error(e, "%s:%u:%u: log.access: %s: %s", cfg->path, cfg->log.access_pos.line,
+                  cfg->log.access_pos.col, a, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 /* Binds listeners that are new or moved; one whose bind address the
  * previous runtime already listens on keeps that socket (no refused
  * connection during a reload). */
@@ -277,6 +304,7 @@ struct runtime *runtime_load(const struct cfg_source *src, const struct runtime 
     /* Both steps report all their errors before giving up. */
     int bad = load_certificates(rt, &e) != 0;
     bad |= load_resumption(rt, prev, &e) != 0;
+    bad |= check_access_log(rt, &e) != 0;
     if (bad || (!check_only && (bind_listeners(rt, prev, &e) != 0 || bind_admin(rt, prev, &e) != 0))) {
         if (e.len == 0)
             add_error(&e, "out of memory");

@@ -179,6 +179,23 @@ def test_t_relative_cert_path_is_relative_to_config_dir(tmp_path, certs):
     assert r.returncode == 0, r.stderr.decode()
 
 
+def test_t_missing_key_file_points_at_the_key(tmp_path, certs):
+    text = good_yaml(certs).replace(certs.site_key, str(tmp_path / "gone.key"))
+    key_line, _ = line_of(text, "key: ")
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1
+    assert re.search(r"moat\.yaml:%d:\d+: listener \"public\": certificates\[0\]\.key: .*gone\.key: "
+                     r"cannot open" % key_line, err), err
+
+
+def test_t_checks_the_access_log_file(tmp_path, certs):
+    text = basic_yaml(certs, ["127.0.0.1:9"], access=str(tmp_path / "no-such-dir" / "a.log"))
+    line, _ = line_of(text, "access: ")
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1
+    assert re.search(r"moat\.yaml:%d:\d+: log\.access: .*a\.log: No such file" % line, err), err
+
+
 def test_t_key_does_not_match_cert(tmp_path, certs):
     text = good_yaml(certs).replace(certs.site_key, certs.other_key)
     cert_line, _ = line_of(text, "- cert:")
@@ -262,8 +279,10 @@ def test_help(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["-x"], ["-c"], ["extra-arg"],
-                                  ["-t", "-c", "a.yaml", "b.yaml"]],
-                         ids=["long", "short", "missing-arg", "positional", "two-files"])
+                                  ["-t", "-c", "a.yaml", "b.yaml"], ["-V", "extra"],
+                                  ["extra", "--version"], ["-h", "--bogus"], ["-V", "-c"]],
+                         ids=["long", "short", "missing-arg", "positional", "two-files",
+                              "version-extra", "extra-version", "help-bogus", "version-missing-arg"])
 def test_usage_error_exits_2(tmp_path, args):
     r = run(args, cwd=str(tmp_path))
     assert r.returncode == 2, (r.returncode, r.stderr)

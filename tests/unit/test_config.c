@@ -702,9 +702,9 @@ static void test_errors_yaml(void)
 
     expect_error("- a\n- b\n", "t.yaml:1:1: the configuration must be a YAML mapping");
     expect_error("hello\n", "t.yaml:1:1: the configuration must be a YAML mapping");
-    expect_error_part("", "t.yaml");
-    CHECK_CONTAINS(err, "the configuration must be a YAML mapping");
-    expect_error_part("# only a comment\n", "the configuration must be a YAML mapping");
+    /* Every configuration error has a line and column, an empty file too. */
+    expect_error_part("", "t.yaml:1:1: the configuration must be a YAML mapping");
+    expect_error_part("# only a comment\n", "t.yaml:1:1: the configuration must be a YAML mapping");
     expect_error(BASE "[1]: x\n", "t.yaml:14:1: keys in the top level must be strings");
 }
 
@@ -850,10 +850,16 @@ static void test_lifecycle_keys(void)
     expect_error(BASE "    health_check:\n      path: healthz\n",
                  "t.yaml:15:13: upstream \"web\": health_check.path must start with \"/\" and "
                  "hold no spaces or control characters");
-    expect_error(BASE "admin:\n", "t.yaml: admin: missing required key \"bind\"");
+    expect_error(BASE "admin:\n", "t.yaml:14:1: admin: missing required key \"bind\"");
     expect_error(BASE "admin:\n  bind: \"localhost:9901\"\n",
                  "t.yaml:15:9: admin: bind \"localhost:9901\": \"localhost\" is not a numeric IP "
                  "address");
+    expect_error(BASE "admin:\n  bind: \"127.0.0.1:8443\"\n",
+                 "t.yaml:15:9: admin: bind \"127.0.0.1:8443\" takes the address of listener \"a\" "
+                 "(127.0.0.1:8443)");
+    expect_error(BASE "admin:\n  bind: \"[::]:8443\"\n",
+                 "t.yaml:15:9: admin: bind \"[::]:8443\" takes the address of listener \"a\" "
+                 "(127.0.0.1:8443)");
     expect_error(BASE "    balance: random\n",
                  "t.yaml:14:14: \"balance\": \"random\" is not one of \"round_robin\", "
                  "\"least_conn\"");
@@ -888,7 +894,7 @@ static void test_client_auth(void)
     }
     /* An empty or null section is a mistake, not "off". */
     expect_error(BASE_LISTENERS "      client_auth:\n" BASE_ROUTES BASE_UPSTREAMS,
-                 "t.yaml: client_auth: missing required key \"ca\"");
+                 "t.yaml:8:7: client_auth: missing required key \"ca\"");
     expect_error(BASE_LISTENERS "      client_auth:\n        required: true\n" BASE_ROUTES
                      BASE_UPSTREAMS,
                  "t.yaml:9:9: client_auth: missing required key \"ca\"");
