@@ -72,7 +72,22 @@ def _openssl(args, cwd):
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-class Certs:
+class KeyDir:
+    """A directory where openssl makes ECDSA P-256 keys and certificates."""
+
+    def __init__(self, d):
+        self.dir = str(d)
+        os.makedirs(self.dir, exist_ok=True)
+
+    def _path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _key(self, name):
+        _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-out", name], self.dir)
+
+
+class Certs(KeyDir):
     """A CA and ECDSA P-256 leaf certificates it signed, in directory d.
 
     site: CN=site.test, SAN localhost, site.test, 127.0.0.1 (the default one)
@@ -81,21 +96,13 @@ class Certs:
     """
 
     def __init__(self, d):
-        self.dir = str(d)
-        os.makedirs(self.dir, exist_ok=True)
+        super().__init__(d)
         self.ca = self._path("ca.pem")
         if not os.path.exists(self._path("done")):
             self._generate()
         self.site_cert, self.site_key = self._path("site.pem"), self._path("site.key")
         self.alt_cert, self.alt_key = self._path("alt.pem"), self._path("alt.key")
         self.other_key = self._path("other.key")
-
-    def _path(self, name):
-        return os.path.join(self.dir, name)
-
-    def _key(self, name):
-        _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                  "-out", name], self.dir)
 
     def _leaf(self, name, cn, sans):
         self._key(name + ".key")

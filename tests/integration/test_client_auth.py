@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from moatlib import T, basic_yaml, client_context, curl, s_client
+from moatlib import MOAT_BIN, T, KeyDir, _openssl, basic_yaml, client_context, curl, s_client
 from opslib import ADMIN, reload_counts, scrape, sighup, wait_reload, write_atomic
 
 TLS12 = ssl.TLSVersion.TLSv1_2
@@ -17,17 +17,12 @@ TLS13 = ssl.TLSVersion.TLSv1_3
 VERSIONS = pytest.mark.parametrize("version", [TLS12, TLS13], ids=["tls12", "tls13"])
 
 
-def _openssl(args, cwd):
-    subprocess.run(["openssl"] + args, cwd=cwd, check=True, timeout=T(30),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-class ClientPKI:
+class ClientPKI(KeyDir):
     """Two client CAs and a client certificate from each, ECDSA P-256:
     alice (clients CA), mallory (other CA)."""
 
     def __init__(self, d):
-        self.dir = str(d)
+        super().__init__(d)
         for ca in ("clients", "other"):
             self._key(ca + "-ca.key")
             _openssl(["req", "-x509", "-new", "-key", ca + "-ca.key", "-subj",
@@ -45,12 +40,7 @@ class ClientPKI:
         self.other_ca = self.path("other-ca.pem")
         self.both_ca = self.path("both-ca.pem")
 
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def _key(self, name):
-        _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                  "-out", name], self.dir)
+    path = KeyDir._path
 
     def _client(self, name, ca):
         self._key(name + ".key")
@@ -258,7 +248,6 @@ def test_watch_reloads_a_replaced_ca_file(certs, backend, moat_factory, pki, tmp
 def check(tmp_path, text):
     cfg = tmp_path / "moat.yaml"
     cfg.write_text(text)
-    from moatlib import MOAT_BIN
     return subprocess.run([MOAT_BIN, "-t", "-c", str(cfg)], capture_output=True, text=True,
                           timeout=T(30))
 
