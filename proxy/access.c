@@ -10,12 +10,8 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "conn.h"
-#include "gen.h"
 #include "http1.h"
-#include "listener.h"
 #include "strutil.h"
-#include "tls.h"
 
 #define ACCESS_MAX_LINE 8192
 
@@ -67,12 +63,10 @@ static struct span header_value(const struct http1_msg *req, enum http1_hdr kind
 
 static void format_json(struct line *l, const struct access_entry *e, const char *when)
 {
-    const struct conn *c = e->c;
     const struct http1_msg *r = e->req;
     printf_(l, "{\"time\":\"%s\"", when);
-    json_str(l, "remote", c->peer_ip, strlen(c->peer_ip));
-    const char *listener = c->gen->cfg->listeners[c->lidx].name;
-    json_str(l, "listener", listener, strlen(listener));
+    json_str(l, "remote", e->remote, strlen(e->remote));
+    json_str(l, "listener", e->listener, strlen(e->listener));
     if (r != NULL) {
         json_str(l, "method", r->method.p, r->method.len);
         json_str(l, "uri", r->target.p, r->target.len);
@@ -85,10 +79,8 @@ static void format_json(struct line *l, const struct access_entry *e, const char
         json_str(l, "upstream_name", e->route->upstream_name, strlen(e->route->upstream_name));
     if (e->upstream != NULL)
         json_str(l, "upstream", e->upstream, strlen(e->upstream));
-    if (c->tls != NULL) {
-        const char *v = tls_session_version(c->tls);
-        json_str(l, "tls", v, strlen(v));
-    }
+    if (e->tls != NULL)
+        json_str(l, "tls", e->tls, strlen(e->tls));
     struct span ua = header_value(r, HTTP1_HDR_USER_AGENT);
     struct span ref = header_value(r, HTTP1_HDR_REFERER);
     if (ua.len)
@@ -118,7 +110,7 @@ static void format_combined(struct line *l, const struct access_entry *e, const 
     const struct http1_msg *r = e->req;
     char when[64];
     strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", tm);
-    printf_(l, "%s - - [%s] ", e->c->peer_ip, when);
+    printf_(l, "%s - - [%s] ", e->remote, when);
     if (r != NULL) {
         char line[ACCESS_MAX_LINE / 2];
         int n = snprintf(line, sizeof(line), "%.*s %.*s %s", (int)r->method.len, r->method.p,

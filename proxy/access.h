@@ -1,7 +1,7 @@
 /*
  * access: formats one access-log line per request (JSON lines or the
- * combined format) into a worker's log buffer.  Reads the connection and
- * the parsed request; changes nothing.
+ * combined format) into a worker's log buffer.  Reads the entry and the
+ * parsed request; changes nothing.
  */
 #ifndef MOAT_ACCESS_H
 #define MOAT_ACCESS_H
@@ -11,11 +11,12 @@
 #include "config.h"
 #include "log.h"
 
-struct conn;
 struct http1_msg;
 
 struct access_entry {
-    const struct conn *c;
+    const char *remote;            /* the client's address */
+    const char *listener;          /* the listener's name */
+    const char *tls;               /* TLS version, or NULL for plain HTTP */
     const struct http1_msg *req;   /* NULL when the head never parsed */
     int status;
     uint64_t bytes;                /* response body bytes sent */

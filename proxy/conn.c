@@ -707,24 +707,10 @@ static void on_client_timer(uv_timer_t *t)
  * v4-mapped IPv6 peers of a dual-stack listener. */
 static void set_peer_ip(struct conn *c, const struct sockaddr *peer, socklen_t peer_len)
 {
-    char tmp[64];
     if (peer_len == 0 || peer_len > sizeof(c->peer))
         return;
     memcpy(&c->peer, peer, peer_len);
-    format_sockaddr((struct sockaddr *)&c->peer, tmp, sizeof(tmp));
-    char *end = strrchr(tmp, ':');
-    if (end)
-        *end = '\0';
-    const char *start = tmp;
-    if (tmp[0] == '[') {
-        start = tmp + 1;
-        char *close = strchr(tmp, ']');
-        if (close)
-            *close = '\0';
-    }
-    if (strncmp(start, "::ffff:", 7) == 0 && strchr(start, '.') != NULL)
-        start += 7;
-    snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", start);
+    format_peer_ip(peer, peer_len, c->peer_ip, sizeof(c->peer_ip));
 }
 
 void conn_accept(struct listener *l, int fd, const struct sockaddr *peer, socklen_t peer_len)

@@ -165,8 +165,11 @@ static void log_access(struct exchange *x)
     uint64_t duration_ns = uv_hrtime() - x->start_ns;
     struct route_stats *rs = x->route ? x->g->rstats[x->route - x->g->cfg->routes] : x->g->noroute;
     metrics_request(&x->w->metrics, rs, x->status, duration_ns / 1000);
+    const struct conn *c = x->c;
     struct access_entry e = {
-        .c = x->c,
+        .remote = c->peer_ip,
+        .listener = x->g->cfg->listeners[c->lidx].name,
+        .tls = c->tls != NULL ? tls_session_version(c->tls) : NULL,
         .req = x->req_head_done ? &x->req : NULL,
         .status = x->status,
         .bytes = x->resp_bytes,

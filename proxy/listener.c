@@ -98,7 +98,7 @@ int listener_same_socket(const struct cfg_listener *cfg, const char *name, const
 static void hand_over(struct listener *l, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
     if (l->w->gen->cfg->listeners[l->index].redirect_to_https)
-        redirect_accept(l, fd);
+        redirect_accept(l, fd, peer, peer_len);
     else
         conn_accept(l, fd, peer, peer_len);
 }

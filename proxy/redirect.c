@@ -10,11 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "gen.h"
 #include "http1.h"
 #include "listener.h"
 #include "log.h"
 #include "route.h"
+#include "strutil.h"
 #include "worker.h"
 
 #define REDIRECT_MAX_HEAD 16384
@@ -31,8 +33,12 @@ struct redir {
     struct redir *prev, *next;  /* the worker's list */
     struct gen *gen;            /* one reference */
     unsigned https_port;
+    size_t lidx;                /* the listener's index in gen's configuration */
+    uint64_t start_ns;
+    char peer_ip[64];
     int handles;
     int answered;
+    int head_parsed;
     struct http1_msg req;
     struct http1_limits lim;
     struct http1_header headers[REDIRECT_MAX_HEADERS];
@@ -101,6 +107,23 @@ static void on_redir_written(uv_write_t *req, int status)
         uv_timer_start(&r->timer, on_redir_timer, REDIRECT_LINGER_MS, 0);
 }
 
+/* Redirects are requests too: the access log has them, as nginx's has. */
+static void log_answer(struct redir *r, int status, uint64_t body_bytes)
+{
+    if (!log_access_enabled())
+        return;
+    const struct cfg *cfg = r->gen->cfg;
+    struct access_entry e = {
+        .remote = r->peer_ip,
+        .listener = cfg->listeners[r->lidx].name,
+        .req = r->head_parsed ? &r->req : NULL,
+        .status = status,
+        .bytes = body_bytes,
+        .duration_ns = uv_hrtime() - r->start_ns,
+    };
+    access_log_write(&r->w->access, cfg, &e);
+}
+
 static void send_out(struct redir *r)
 {
     r->answered = 1;
@@ -113,8 +136,9 @@ static void send_out(struct redir *r)
 static void answer_error(struct redir *r, int status)
 {
     struct http1_out o = {.buf = r->out, .cap = sizeof(r->out)};
-    http1_write_simple_response(&o, status, 1, NULL, NULL, 0);
+    uint64_t body = http1_write_simple_response(&o, status, 1, NULL, NULL, 0);
     r->out_len = o.len;
+    log_answer(r, status, body);
     send_out(r);
 }
 
@@ -144,6 +168,7 @@ static void answer_redirect(struct redir *r)
         return;
     }
     r->out_len = (size_t)n;
+    log_answer(r, 308, 0);
     send_out(r);
 }
 
@@ -210,10 +235,11 @@ static void on_redir_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         answer_error(r, r->req.error_status ? r->req.error_status : 400);
         return;
     }
+    r->head_parsed = 1;
     answer_redirect(r);
 }
 
-void redirect_accept(struct listener *l, int fd)
+void redirect_accept(struct listener *l, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
     struct worker *w = l->w;
     struct redir *r = calloc(1, sizeof(*r));
@@ -226,6 +252,9 @@ void redirect_accept(struct listener *l, int fd)
     r->gen = w->gen;
     gen_ref(r->gen);
     r->https_port = (unsigned)cfg->listeners[l->index].redirect_to_https;
+    r->lidx = l->index;
+    r->start_ns = uv_hrtime();
+    format_peer_ip(peer, peer_len, r->peer_ip, sizeof(r->peer_ip));
     r->lim = (struct http1_limits){
         .max_head = cfg->limits.max_header_bytes < REDIRECT_MAX_HEAD - 1
                         ? cfg->limits.max_header_bytes

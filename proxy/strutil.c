@@ -199,6 +199,29 @@ void format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen)
     }
 }
 
+void format_peer_ip(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
+{
+    char tmp[64];
+    if (len == 0 || len > sizeof(struct sockaddr_storage)) {
+        snprintf(out, outlen, "-");
+        return;
+    }
+    format_sockaddr(sa, tmp, sizeof(tmp));
+    char *end = strrchr(tmp, ':');
+    if (end)
+        *end = '\0';
+    const char *start = tmp;
+    if (tmp[0] == '[') {
+        start = tmp + 1;
+        char *close = strchr(tmp, ']');
+        if (close)
+            *close = '\0';
+    }
+    if (strncmp(start, "::ffff:", 7) == 0 && strchr(start, '.') != NULL)
+        start += 7;
+    snprintf(out, outlen, "%s", start);
+}
+
 unsigned sockaddr_port(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET6)

@@ -45,6 +45,9 @@ int parse_numeric_hostport(const char *s, struct sockaddr_storage *ss, char *err
                            size_t errlen);
 /* Formats a sockaddr as "1.2.3.4:80" or "[::1]:80". */
 void format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen);
+/* The address alone, as X-Forwarded-For and the access log carry it: IPv4
+ * for IPv4-mapped IPv6, no brackets, no port; "-" when len is 0. */
+void format_peer_ip(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen);
 /* The port of an AF_INET or AF_INET6 address, host order. */
 unsigned sockaddr_port(const struct sockaddr *sa);
 

@@ -53,6 +53,23 @@ def test_redirect_308_location(redir, method, target, host, location):
     assert header(headers, "Strict-Transport-Security") is None
 
 
+def test_redirects_are_in_the_access_log(redir):
+    import json
+    from moatlib import wait_for
+    ask(redir.port("redirect"), b"GET /logged?x HTTP/1.1\r\nHost: site.test\r\nUser-Agent: t/1\r\n\r\n")
+    ask(redir.port("redirect"), b"GET /bad\x01 HTTP/1.1\r\nHost: site.test\r\n\r\n")
+
+    def entries():
+        lines = [json.loads(l) for l in redir.stdout().splitlines()]
+        return lines if len(lines) >= 2 else None
+    first, second = wait_for(entries, 5, "two access-log lines")
+    assert first["listener"] == "redirect" and first["status"] == 308, first
+    assert first["uri"] == "/logged?x" and first["host"] == "site.test", first
+    assert first["remote"] == "127.0.0.1" and first["user_agent"] == "t/1", first
+    assert "tls" not in first, first
+    assert second["status"] == 400 and "uri" not in second, second
+
+
 def test_redirect_to_443_names_the_port(certs, backend, moat_factory):
     # "answers 308 to https://host:443/..." in the product's contract.
     m = moat_factory(with_redirect(certs, backend, 443))

@@ -219,6 +219,17 @@ static void test_format_sockaddr(void)
     CHECK_INT(parse_numeric_hostport("[fe80::1]:9901", &ss, err, sizeof(err)), 0);
     format_sockaddr((struct sockaddr *)&ss, out, sizeof(out));
     CHECK_STR(out, "[fe80::1]:9901");
+
+    /* The address alone, as logs and X-Forwarded-For carry it. */
+    format_peer_ip((struct sockaddr *)&in4, sizeof(in4), out, sizeof(out));
+    CHECK_STR(out, "1.2.3.4");
+    format_peer_ip((struct sockaddr *)&in6, sizeof(in6), out, sizeof(out));
+    CHECK_STR(out, "2001:db8::1:0:0:1");
+    inet_pton(AF_INET6, "::ffff:10.0.0.7", &in6.sin6_addr);
+    format_peer_ip((struct sockaddr *)&in6, sizeof(in6), out, sizeof(out));
+    CHECK_STR(out, "10.0.0.7");
+    format_peer_ip((struct sockaddr *)&in4, 0, out, sizeof(out));
+    CHECK_STR(out, "-");
 }
 
 static void test_spans(void)
