@@ -114,7 +114,7 @@ static void explain(char *err, size_t errlen)
 int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *err, size_t errlen)
 {
     const char *o_up, *o_listen, *o_cert, *o_key, *o_admin, *o_redirect, *o_tk, *o_workers,
-        *o_watch, *o_log;
+        *o_watch, *o_log, *o_ca, *o_auth;
     const char *upstream = pick(f->upstream, "MOAT_UPSTREAM", NULL, &o_up, "--upstream",
                                 "MOAT_UPSTREAM");
     if (upstream == NULL)
@@ -133,6 +133,20 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
     const char *watch = pick(NULL, "MOAT_WATCH", cert ? "true" : "false", &o_watch, NULL,
                              "MOAT_WATCH");
     const char *access = pick(NULL, "MOAT_ACCESS_LOG", "stdout", &o_log, NULL, "MOAT_ACCESS_LOG");
+    const char *client_ca = pick(NULL, "MOAT_CLIENT_CA", NULL, &o_ca, NULL, "MOAT_CLIENT_CA");
+    const char *client_auth = pick(NULL, "MOAT_CLIENT_AUTH", "required", &o_auth, NULL,
+                                   "MOAT_CLIENT_AUTH");
+    int optional = strcmp(client_auth, "optional") == 0;
+    if (!optional && strcmp(client_auth, "required") != 0) {
+        snprintf(err, errlen, "MOAT_CLIENT_AUTH: \"%s\" is neither \"required\" nor \"optional\"",
+                 client_auth);
+        return -1;
+    }
+    if (getenv("MOAT_CLIENT_AUTH") != NULL && getenv("MOAT_CLIENT_AUTH")[0] != '\0' &&
+        client_ca == NULL) {
+        snprintf(err, errlen, "MOAT_CLIENT_AUTH: needs MOAT_CLIENT_CA, the CAs to check against");
+        return -1;
+    }
     if ((cert == NULL) != (key == NULL)) {
         snprintf(err, errlen, "%s: a certificate needs its key (%s), and a key its certificate",
                  cert ? o_cert : o_key, cert ? "MOAT_KEY or --key" : "MOAT_CERT or --cert");
@@ -148,6 +162,11 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
     line(&w, o_watch, "      watch: %s", watch);
     if (ticket_key != NULL)
         line(&w, o_tk, "      session_tickets: {key_file: %s}", quoted(ticket_key, q[0], sizeof(q[0])));
+    if (client_ca != NULL) {
+        line(&w, NULL, "      client_auth:");
+        line(&w, o_ca, "        ca: %s", quoted(client_ca, q[0], sizeof(q[0])));
+        line(&w, o_auth, "        required: %s", optional ? "false" : "true");
+    }
     if (cert != NULL) {
         line(&w, NULL, "      certificates:");
         line(&w, o_cert, "        - cert: %s", quoted(cert, q[0], sizeof(q[0])));

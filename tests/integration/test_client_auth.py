@@ -242,6 +242,34 @@ def test_watch_reloads_a_replaced_ca_file(certs, backend, moat_factory, pki, tmp
     assert attempt(m.port(), ctx_for(certs, pki, TLS13, "mallory"))[0] == "ok"
 
 
+@pytest.mark.parametrize("mode", ["required", "optional"])
+def test_sidecar_variables(certs, backend, moat_factory, pki, mode):
+    # No YAML: the sidecar settings (MOAT_UPSTREAM, ...) with MOAT_CLIENT_CA.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOAT_")}
+    env.update(MOAT_UPSTREAM=backend.addr, MOAT_LISTEN="127.0.0.1:0", MOAT_ADMIN="off",
+               MOAT_CERT=certs.site_cert, MOAT_KEY=certs.site_key, MOAT_CLIENT_CA=pki.ca,
+               MOAT_CLIENT_AUTH=mode)
+    m = moat_factory(None, args=[], env=env)
+    port = m.port("https")
+    assert attempt(port, ctx_for(certs, pki, TLS13, "alice"))[0] == "ok"
+    assert attempt(port, ctx_for(certs, pki, TLS13, "mallory"))[0] == "refused"
+    r = attempt(port, ctx_for(certs, pki, TLS13, None))
+    assert r[0] == ("refused" if mode == "required" else "ok"), r
+
+
+def test_sidecar_client_auth_needs_a_ca(certs, backend):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOAT_")}
+    env.update(MOAT_UPSTREAM=backend.addr, MOAT_CLIENT_AUTH="optional")
+    r = subprocess.run([MOAT_BIN, "-t"], env=env, capture_output=True, text=True, timeout=T(30))
+    assert r.returncode == 1 and "MOAT_CLIENT_AUTH: needs MOAT_CLIENT_CA" in r.stderr, r
+    env.update(MOAT_CLIENT_CA="ca.pem", MOAT_CLIENT_AUTH="sometimes")
+    r = subprocess.run([MOAT_BIN, "-t"], env=env, capture_output=True, text=True, timeout=T(30))
+    assert r.returncode == 1 and "MOAT_CLIENT_AUTH: \"sometimes\"" in r.stderr, r
+    env.update(MOAT_CLIENT_CA="/nonexistent/ca.pem", MOAT_CLIENT_AUTH="required")
+    r = subprocess.run([MOAT_BIN, "-t"], env=env, capture_output=True, text=True, timeout=T(30))
+    assert r.returncode == 1 and "MOAT_CLIENT_CA" in r.stderr and "cannot open" in r.stderr, r
+
+
 # ---- configuration ------------------------------------------------------------
 
 
