@@ -6,8 +6,10 @@
  */
 #include "upstream.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "health.h"
 #include "log.h"
@@ -248,6 +250,19 @@ static long pick_server(struct upstream_pool *p, const uint64_t *tried)
     return best;
 }
 
+/* 1 if an idle connection has bytes or an EOF waiting that its watcher has
+ * not seen yet: the server spoke out of turn, and whatever it said must
+ * never become the next request's response. */
+static int idle_spoke(struct upconn *up)
+{
+    uv_os_fd_t fd;
+    char byte;
+    if (uv_fileno((uv_handle_t *)&up->tcp, &fd) != 0)
+        return 1;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 struct upconn *upstream_acquire(struct upstream_pool *p, uint64_t *tried,
                                 const struct upconn_owner_ops *ops, void *owner)
 {
@@ -258,6 +273,10 @@ struct upconn *upstream_acquire(struct upstream_pool *p, uint64_t *tried,
             *tried |= 1ull << s;
         p->next = (s + 1) % p->cfg->nservers;
         struct upconn *up = p->idle[s];
+        while (up != NULL && idle_spoke(up)) {
+            upconn_close(up); /* leaves the idle list */
+            up = p->idle[s];
+        }
         if (up != NULL) {
             /* It keeps reading: the owner now gets what arrives. */
             remove_idle(up);

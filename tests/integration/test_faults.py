@@ -848,3 +848,27 @@ def test_memory_uploads_to_a_stuck_upstream(certs, backend, moat_factory):
     assert growth10 < 20 * 1024, "RSS grew %d KiB for ten stuck uploads" % growth10
     backend.early = None
     still_serving(m, certs, backend)
+
+
+def test_pooled_connection_that_spoke_out_of_turn_is_never_reused(certs, backend, moat_factory):
+    # A server that sends a second, unrequested response after a complete
+    # one: those bytes must not become the next client's response, even when
+    # the next request comes before moat's idle watcher has seen them.
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    evil = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nEVIL!!"
+
+    def handler(req):
+        if req.target == "/dbl":
+            return Raw([ok, 0.001, evil], close=False)
+        body = req.target.encode()
+        return Raw(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+                   close=False)
+    backend.handler = handler
+    m = moat_factory(basic_yaml(certs, [backend.addr]))
+    for target in ("/warm", "/dbl"):
+        with Client(m.port(), certs) as c:
+            assert c.request("GET", target).body in (b"/warm", b"ok")
+    for i in range(10):
+        with Client(m.port(), certs) as c:
+            r = c.request("GET", "/client%d" % i)
+            assert r.status == 200 and r.body == b"/client%d" % i, (i, r.status, r.body)
