@@ -251,14 +251,11 @@ fail:
 int cert_cas_load(struct cert_cas *cas, const char *path, int required, char *err,
                   size_t errlen)
 {
-    static const char begin[] = "-----BEGIN CERTIFICATE-----";
     memset(cas, 0, sizeof(*cas));
     snprintf(cas->source, sizeof(cas->source), "%s", path);
     if (read_file(path, &cas->pem, &cas->len, err, errlen) != 0)
         return -1;
-    for (const char *p = (char *)cas->pem; (p = strstr(p, begin)) != NULL; p += sizeof(begin) - 1)
-        cas->ncerts++;
-    if (cas->ncerts == 0) {
+    if (strstr((char *)cas->pem, "-----BEGIN CERTIFICATE-----") == NULL) {
         snprintf(err, errlen, "%s: no PEM certificate in the file", path);
         cert_cas_free(cas);
         return -1;

@@ -44,7 +44,6 @@ struct cert_pair {
 struct cert_cas {
     unsigned char *pem;
     size_t len;
-    size_t ncerts;
     uint8_t binding[32];
     char source[512];           /* for messages: the file's path */
 };

@@ -134,6 +134,7 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
                              "MOAT_WATCH");
     const char *access = pick(NULL, "MOAT_ACCESS_LOG", "stdout", &o_log, NULL, "MOAT_ACCESS_LOG");
     const char *client_ca = pick(NULL, "MOAT_CLIENT_CA", NULL, &o_ca, NULL, "MOAT_CLIENT_CA");
+    const char *auth_env = getenv("MOAT_CLIENT_AUTH");
     const char *client_auth = pick(NULL, "MOAT_CLIENT_AUTH", "required", &o_auth, NULL,
                                    "MOAT_CLIENT_AUTH");
     int optional = strcmp(client_auth, "optional") == 0;
@@ -142,8 +143,7 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
                  client_auth);
         return -1;
     }
-    if (getenv("MOAT_CLIENT_AUTH") != NULL && getenv("MOAT_CLIENT_AUTH")[0] != '\0' &&
-        client_ca == NULL) {
+    if (auth_env != NULL && auth_env[0] != '\0' && client_ca == NULL) {
         snprintf(err, errlen, "MOAT_CLIENT_AUTH: needs MOAT_CLIENT_CA, the CAs to check against");
         return -1;
     }

@@ -3,13 +3,13 @@ openssl s_client and Python's ssl module: who gets in, what a refused
 client is told, and that neither resumption nor a reload lets a client past
 the check."""
 import os
-import socket
 import ssl
 import subprocess
 
 import pytest
 
-from moatlib import MOAT_BIN, T, KeyDir, _openssl, basic_yaml, client_context, curl, s_client
+from moatlib import (MOAT_BIN, T, KeyDir, _openssl, basic_yaml, client_context, curl, s_client,
+                     tls_get)
 from opslib import ADMIN, reload_counts, scrape, sighup, wait_reload, write_atomic
 
 TLS12 = ssl.TLSVersion.TLSv1_2
@@ -80,24 +80,11 @@ def attempt(port, ctx, session=None):
     """One GET over a fresh connection: ("ok", reused, session), or
     ("refused", why, None) when the handshake or the first read fails (under
     TLS 1.3 a refused client certificate shows on the first read)."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=T(5))
     try:
-        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            if not data:
-                return "refused", "closed without a response", None
-            assert data.startswith(b"HTTP/1.1 200"), data[:200]
-            return "ok", s.session_reused, s.session
+        reused, sess = tls_get(port, ctx, session)
+        return "ok", reused, sess
     except (ssl.SSLError, ConnectionError) as e:
         return "refused", str(e), None
-    finally:
-        raw.close()
 
 
 def handshake_errors(m):
