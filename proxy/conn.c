@@ -19,6 +19,7 @@
 #include "log.h"
 #include "memcap.h"
 #include "metrics.h"
+#include "sockopt.h"
 #include "strutil.h"
 #include "tls.h"
 #include "worker.h"
@@ -329,7 +330,17 @@ static void on_handshake_done(struct conn *c)
 {
     struct listener_stats *ls = c->gen->lstats[c->lidx];
     int resumed = tls_session_resumed(c->tls) ? 1 : 0;
-    STAT_INC(ls->handshakes[tls_session_is_tls13(c->tls)][resumed]);
+    int tls13 = tls_session_is_tls13(c->tls);
+    STAT_INC(ls->handshakes[tls13][resumed]);
+    /* The client's Finished came last (TLS 1.3, where the ticket left with
+     * our Finished, and TLS 1.2 resumption): moat has nothing to send that
+     * would carry its ACK.  A client with Nagle on (Python's http.client,
+     * s_client) holds its request until that ACK, which Linux delays up to
+     * 40 ms; send it now unless the request is already here. */
+    const uint8_t *pending;
+    if ((tls13 || resumed) && tls_session_pending_input(c->tls, &pending) == 0 &&
+        !tls_session_has_plaintext(c->tls))
+        sockopt_ack_now(&c->tcp);
     log_debug("connection from %s: %s %s%s", c->peer_ip, tls_session_version(c->tls),
               tls_session_cipher(c->tls), resumed ? " (resumed)" : "");
     conn_set_state(c, CONN_ACTIVE);
