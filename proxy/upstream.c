@@ -13,6 +13,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "sockopt.h"
 #include "strutil.h"
 #include "worker.h"
 
@@ -25,6 +26,16 @@
  * response ends only to connect again for the next request cost a quarter
  * of all requests a new connection (and the backend a TIME_WAIT socket). */
 #define UPSTREAM_SURPLUS_IDLE_MS 1000
+/* A server that answers with more than it was asked for (a second,
+ * unsolicited response, or one to a request it parsed out of the last
+ * body) and has Nagle on holds those bytes until we ACK its last segment.
+ * Linux delays that ACK up to 40 ms, and the next request would carry it:
+ * the held bytes then arrive as that request's response, and every later
+ * client gets the one before it (nginx and HAProxy do the same).  Forcing
+ * the ACK out once a connection has been idle this long brings the extra
+ * bytes in while the idle watcher can still close it; a busy connection,
+ * reused sooner, pays nothing for it. */
+#define UPSTREAM_ACK_AFTER_MS 5
 
 static void on_upconn_close(uv_handle_t *h)
 {
@@ -73,6 +84,12 @@ void upconn_close(struct upconn *up)
 static void on_upconn_timer(uv_timer_t *t)
 {
     struct upconn *up = t->data;
+    if (up->owner == NULL && up->ack_due) {
+        up->ack_due = 0;
+        sockopt_ack_now(&up->tcp);
+        deadline_set(&up->timer, up->idle_ms);
+        return;
+    }
     if (up->owner == NULL) {
         upconn_close(up); /* idle too long in the pool */
         return;
@@ -280,6 +297,7 @@ struct upconn *upstream_acquire(struct upstream_pool *p, uint64_t *tried,
         if (up != NULL) {
             /* It keeps reading: the owner now gets what arrives. */
             remove_idle(up);
+            up->ack_due = 0;
             deadline_set(&up->timer, 0);
             up->ops = ops;
             up->owner = owner;
@@ -312,7 +330,9 @@ void upconn_release(struct upconn *up)
     up->next_idle = p->idle[up->server];
     p->idle[up->server] = up;
     p->nidle[up->server]++;
-    deadline_set(&up->timer, surplus ? UPSTREAM_SURPLUS_IDLE_MS : UPSTREAM_IDLE_MS);
+    up->idle_ms = surplus ? UPSTREAM_SURPLUS_IDLE_MS : UPSTREAM_IDLE_MS;
+    up->ack_due = 1;
+    deadline_set(&up->timer, UPSTREAM_ACK_AFTER_MS);
     /* Watch for the server closing it while idle. */
     if (upconn_read_start(up) != 0)
         upconn_close(up);

@@ -48,6 +48,8 @@ struct upconn {
     int peer_closed;            /* EOF or an error was read: never pooled */
     int counted;                /* in pool->active for least_conn */
     int reused;                 /* came from the keep-alive pool */
+    int ack_due;                /* idle; our delayed ACK not forced out yet */
+    uint64_t idle_ms;           /* how long it stays pooled after that */
     int closing;
     int handles;                /* libuv handles not yet closed */
 };

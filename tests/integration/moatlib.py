@@ -392,8 +392,9 @@ class Backend:
     request (self.requests), every connection's raw bytes (self.conn_bytes)
     and the number of connections accepted."""
 
-    def __init__(self, handler=None, send_continue=True, port=0):
+    def __init__(self, handler=None, send_continue=True, port=0, nagle=False):
         self.handler = handler or default_handler
+        self.nagle = nagle  # True: small writes wait for the ACK of the last
         self.early = None  # early(req) -> action answers before the body is read
         self.send_continue = send_continue
         self.requests = []
@@ -464,7 +465,8 @@ class Backend:
 
     def _serve(self, s, cid):
         s.settimeout(0.2)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not self.nagle:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = bytearray()
         try:
             while not self._stop.is_set():
