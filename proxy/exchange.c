@@ -369,7 +369,15 @@ static int queue_upstream(struct exchange *x, const char *p, size_t n)
 {
     if (x->write_failed)
         return 0; /* the upstream stopped reading: its answer is what counts */
-    return x->up != NULL && outq_append(&x->up->out, p, n) == 0 ? 0 : 500;
+    if (x->up == NULL || outq_append(&x->up->out, p, n) != 0)
+        return 500;
+    /* The response is not due before the request has been sent: while a
+     * body comes in, response_timeout counts from its latest bytes (as
+     * nginx's proxy_send_timeout), and a client that stops sending meets
+     * client_idle instead. */
+    if (x->up_reading && !x->resp_started)
+        arm_response_timer(x);
+    return 0;
 }
 
 static int on_request_body(void *ctx, const char *p, size_t n)

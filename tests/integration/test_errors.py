@@ -292,3 +292,25 @@ def test_504_response_timeout(certs, backend, moat_factory):
     assert 0.8 <= elapsed <= T(3), elapsed
     wait_for(lambda: backend.open_connections() == 0, 5, "moat to close the hung upstream")
     wait_for(lambda: access_statuses(m) == [504], 5, "access log 504")
+
+
+def test_slow_upload_longer_than_response_timeout_is_answered(certs, backend, moat_factory):
+    # The response is not due before the request is sent: an upload that
+    # takes longer than response_timeout but keeps moving is not a 504 (it
+    # was, as the timer ran from the head).
+    m = moat_factory(basic_yaml(certs, [backend.addr], upstream_extra="response_timeout: 1s"))
+    backend.handler = lambda req: Resp(200, b"got %d\n" % len(req.body))
+    with Client(m.port(), certs) as c:
+        c.send(b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 600\r\n\r\n")
+        for _ in range(6):
+            time.sleep(0.4)
+            c.send(b"x" * 100)
+        r = c.read_response()
+    assert r.status == 200 and r.body == b"got 600\n", (r.status, r.body)
+    # Once the body is in, the timer runs again.
+    backend.handler = lambda req: Hang()
+    with Client(m.port(), certs) as c:
+        c.send(b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc")
+        start = time.monotonic()
+        r = c.read_response()
+        assert r.status == 504 and time.monotonic() - start <= T(3)
