@@ -59,6 +59,7 @@ struct exchange {
     int replayable;                 /* no body: the head alone can be resent */
     int up_reading;                 /* the attached connection is being read */
     int write_failed;               /* the upstream closed its read side */
+    int continue_due;               /* the client waits for 100 before its body */
 
     const struct cfg_route *route;
     struct upstream_pool *pool;
@@ -362,6 +363,11 @@ static int on_request_head(void *ctx, struct http1_msg *m)
     rc = attach_upstream(x, upstream_acquire(x->pool, &x->tried, &upstream_ops, x), NULL);
     if (rc == 502)
         x->upstream_error = "no server available";
+    /* moat answers Expect: 100-continue itself, as nginx does, and does not
+     * pass it on: an upstream that reads the body without sending 100 left
+     * the client waiting (curl, 1 s) before every upload. */
+    x->continue_due = rc == 0 && (m->flags & HTTP1_F_EXPECT_CONTINUE) &&
+                      ((m->flags & HTTP1_F_CHUNKED) || m->content_length > 0);
     return rc;
 }
 
@@ -464,6 +470,14 @@ void exchange_on_client_input(struct conn *c)
             return;
         }
     }
+    if (x->continue_due) {
+        x->continue_due = 0;
+        if (c->in_len == x->head_len) { /* none of the body has come yet */
+            http1_out_str(&x->out, "HTTP/1.1 100 Continue\r\n\r\n");
+            if (flush_client(x) != 0)
+                return;
+        }
+    }
     if (!x->req_done && c->in_len > x->head_len) {
         res = http1_parse(&x->req, c->in + x->head_len, c->in_len - x->head_len, &used);
         if (res == HTTP1_ERROR) {
@@ -504,8 +518,9 @@ static int on_response_head(void *ctx, struct http1_msg *m)
         }
         x->upgraded = 1;
     } else if (m->status < 200) {
-        /* Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2). */
-        if (x->req.version == 11)
+        /* Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2);
+         * a 100 is moat's to send (on_request_head). */
+        if (x->req.version == 11 && m->status != 100)
             http1_write_response_head(&x->out, m, &fwd);
         return 0;
     }

@@ -112,8 +112,8 @@ void http1_write_request_head(struct http1_out *o, const struct http1_msg *req,
         if (h->dropped || h->kind == HTTP1_HDR_HOST || h->kind == HTTP1_HDR_CONTENT_LENGTH ||
             h->kind == HTTP1_HDR_X_FORWARDED_FOR)
             continue;
-        if (h->kind == HTTP1_HDR_EXPECT && !(req->flags & HTTP1_F_EXPECT_CONTINUE))
-            continue;
+        if (h->kind == HTTP1_HDR_EXPECT)
+            continue; /* moat answers 100-continue itself */
         if (is_forwarding_header(h->kind) && !fwd->trusted_peer)
             continue;
         put_span(o, h->name);

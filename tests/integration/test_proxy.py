@@ -404,6 +404,30 @@ def test_expect_100_continue(proxy, certs):
     assert b.requests[0].body == body
 
 
+def test_expect_100_continue_answered_by_moat(certs, backend_factory, moat_factory):
+    # An upstream that reads the body without ever sending 100 (Python's
+    # http.server, many frameworks): moat answers the expectation itself, as
+    # nginx does, and does not pass it on; the client gets one 100 only.
+    b = backend_factory(echo_hash_handler, send_continue=False)
+    m = moat_factory(basic_yaml(certs, [b.addr]))
+    body = b"q" * 3000
+    with Client(m.port(), certs) as c:
+        for path in ("/one", "/two"):
+            c.send(b"PUT %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n"
+                   b"Expect: 100-continue\r\n\r\n" % (path.encode(), len(body)))
+            c.sock.settimeout(T(3))
+            assert c._line() == b"HTTP/1.1 100 Continue"
+            assert c._line() == b""
+            c.send(body)
+            r = c.read_response()
+            assert r.status == 200 and r.body.decode() == sha256(body) and r.interim == [], r
+        # No body, nothing to wait for: no 100.
+        c.send(b"GET /three HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.interim == [], r
+    assert [q.header("Expect") for q in b.requests] == [None, None, None]
+
+
 def test_expect_100_continue_curl(proxy, certs, tmp_path):
     m, b = proxy
     b.handler = echo_hash_handler
