@@ -60,6 +60,8 @@ struct exchange {
     int up_reading;                 /* the attached connection is being read */
     int write_failed;               /* the upstream closed its read side */
     int continue_due;               /* the client waits for 100 before its body */
+    size_t head_at;                 /* the response head starts at x->out.buf[head_at], */
+    uint64_t head_flushed;          /* unless x->out.flushed has moved from this */
 
     const struct cfg_route *route;
     struct upstream_pool *pool;
@@ -224,6 +226,13 @@ static int flush_client(struct exchange *x)
 static void respond_error(struct exchange *x, int status, const char *why)
 {
     struct conn *c = x->c;
+    if (x->resp_started && x->out.flushed == x->head_flushed && !x->out.err) {
+        /* The response went bad before any of it left (a head and a broken
+         * body in one read): the client can still get a clean answer. */
+        x->out.len = x->head_at;
+        x->resp_started = 0;
+        x->resp_bytes = 0;
+    }
     if (x->resp_started) {
         log_debug("connection from %s: %s after the response started", c->peer_ip, why);
         x->close_after = 1;
@@ -529,6 +538,8 @@ static int on_response_head(void *ctx, struct http1_msg *m)
                      !x->req_done || c->w->stopping;
     fwd.framing = x->framing;
     fwd.close = x->close_after && !x->upgraded;
+    x->head_at = x->out.len;
+    x->head_flushed = x->out.flushed;
     http1_write_response_head(&x->out, m, &fwd);
     x->status = m->status;
     x->resp_started = 1;

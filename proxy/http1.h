@@ -194,6 +194,7 @@ struct http1_out {
     size_t len;
     size_t cap;
     int err;
+    uint64_t flushed;       /* bytes handed to the sink so far */
 };
 
 void http1_out_put(struct http1_out *o, const char *p, size_t n);

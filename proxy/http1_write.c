@@ -18,6 +18,7 @@ void http1_out_put(struct http1_out *o, const char *p, size_t n)
             return;
         if (n > o->cap) {
             o->err = sink_write(o->sink, p, n);
+            o->flushed += n;
             return;
         }
     }
@@ -45,8 +46,10 @@ int http1_out_flush(struct http1_out *o)
 {
     /* Without a sink the buffer is all there is: overflowing it is an
      * error the caller answers (431), never a write to nowhere. */
-    if (o->err == 0 && o->len > 0)
+    if (o->err == 0 && o->len > 0) {
         o->err = o->sink != NULL ? sink_write(o->sink, o->buf, o->len) : -ENOBUFS;
+        o->flushed += o->len;
+    }
     o->len = 0;
     return o->err;
 }
