@@ -350,11 +350,10 @@ static void on_handshake_done(struct conn *c)
     conn_set_timeout(c, c->gen->cfg->timeouts.client_header_ms);
 }
 
-/* A refused handshake: a fatal handshake_failure alert, then close. */
-static void refuse_handshake(struct conn *c)
+/* A refused handshake: a fatal alert (7 bytes), then close. */
+static void refuse_handshake(struct conn *c, const uint8_t *alert)
 {
-    if (outq_append(&c->out, tls_handshake_failure_alert, sizeof(tls_handshake_failure_alert)) !=
-        0) {
+    if (outq_append(&c->out, alert, 7) != 0) {
         conn_abort(c);
         return;
     }
@@ -377,7 +376,7 @@ static void conn_process_loop(struct conn *c)
                 log_debug("connection from %s: handshake failed: %s", c->peer_ip,
                           tls_session_error(c->tls, why, sizeof(why)));
                 if (c->out.bytes == 0 && tls_session_refused_silently(c->tls)) {
-                    refuse_handshake(c); /* wolfSSL closes without an alert */
+                    refuse_handshake(c, tls_handshake_failure_alert); /* wolfSSL sends none */
                     return;
                 }
                 /* wolfSSL queued an alert: send it, then close. */
@@ -546,7 +545,11 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
     case TLS_SNIFF_NO_GROUP:
         STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
         log_debug("connection from %s: no key-exchange group in common", c->peer_ip);
-        refuse_handshake(c);
+        refuse_handshake(c, tls_handshake_failure_alert);
+        return;
+    case TLS_SNIFF_OVERSIZE:
+        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
+        refuse_handshake(c, tls_record_overflow_alert);
         return;
     case TLS_SNIFF_TLS:
         break;

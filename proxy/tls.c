@@ -375,6 +375,7 @@ void tls_ctx_set_free(struct tls_ctx_set **set)
 }
 
 const uint8_t tls_handshake_failure_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28};
+const uint8_t tls_record_overflow_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x16};
 
 static unsigned be16(const uint8_t *p)
 {
@@ -445,8 +446,12 @@ enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni)
     if (n < 5)
         return TLS_SNIFF_MORE;
     size_t rec = ((size_t)p[3] << 8) | p[4];
-    if (rec == 0 || rec > 16384 + 2048)
+    if (rec == 0)
         return TLS_SNIFF_GARBAGE;
+    /* Said at once: waiting for 16 KiB that can never be valid held the
+     * connection until handshake_timeout. */
+    if (rec > 16384)
+        return TLS_SNIFF_OVERSIZE;
     if (n < 5 + rec)
         return TLS_SNIFF_MORE;
     byte name[TLS_MAX_SNI + 1];

@@ -64,10 +64,12 @@ enum tls_sniff {
     TLS_SNIFF_HTTP,         /* looks like plain HTTP */
     TLS_SNIFF_GARBAGE,
     TLS_SNIFF_NO_GROUP,     /* a ClientHello sharing no key-exchange group with moat */
+    TLS_SNIFF_OVERSIZE,     /* a first record longer than TLS allows plaintext (2^14) */
 };
 
 /* The alert record that refuses a ClientHello (fatal handshake_failure). */
 extern const uint8_t tls_handshake_failure_alert[7];
+extern const uint8_t tls_record_overflow_alert[7];
 
 #define TLS_MAX_SNI 255
 

@@ -1054,6 +1054,20 @@ def test_huge_client_hello_answered_promptly(env):
     served_normally(env)
 
 
+@pytest.mark.parametrize("length,sent", [(16385, 100), (18432, 18432)],
+                         ids=["announced", "sent-whole"])
+def test_first_record_over_16k_is_a_record_overflow(env, length, sent):
+    """TLS plaintext records hold at most 2^14 bytes: a first record
+    announcing more gets record_overflow at once (it waited out
+    handshake_timeout), counted as a handshake error."""
+    data = b"\x16\x03\x01" + struct.pack(">H", length) + b"\x01" + os.urandom(sent - 1)
+    t0 = time.monotonic()
+    a = server_answer(env.port, data, timeout=5)
+    assert a == ("alert", 2, 22), a
+    assert time.monotonic() - t0 < T(1.5)
+    served_normally(env)
+
+
 GARBAGE = [
     ("random-bytes", lambda: bytes([0xff]) + os.urandom(2000)),
     ("zeros", lambda: b"\x00" * 4096),
