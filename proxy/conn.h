@@ -67,6 +67,7 @@ struct conn {
     int eof;                        /* peer closed its side */
     int processing;                 /* inside the input loop */
     int pending_parse;              /* c->in holds unparsed pipelined bytes */
+    int ack_due;                    /* handshake over, client silent: ACK it soon */
 
     struct tls_session *tls;
     struct outq out;
