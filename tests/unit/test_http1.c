@@ -813,7 +813,6 @@ static void test_write_request(void)
                              .keep_alive = 1};
     CHECK_STR(write_request(request_b, &fwd), "PUT /v1/obj HTTP/1.1\r\n"
                                               "Host: api.example.com:8080\r\n"
-                                              "Expect: 100-continue\r\n"
                                               "X-Forwarded-: not one of them\r\n"
                                               "X-Forwarded-For: 2001:db8::1\r\n"
                                               "X-Forwarded-Proto: https\r\n"
@@ -824,7 +823,6 @@ static void test_write_request(void)
     fwd.trusted_peer = 1;
     CHECK_STR(write_request(request_b, &fwd), "PUT /v1/obj HTTP/1.1\r\n"
                                               "Host: api.example.com:8080\r\n"
-                                              "Expect: 100-continue\r\n"
                                               "X-Forwarded-Host: front.example\r\n"
                                               "X-Forwarded-Port: 443\r\n"
                                               "x-forwarded-server: lb1\r\n"
