@@ -24,7 +24,8 @@
 #include "tls.h"
 #include "worker.h"
 
-/* Silence after a handshake the client ended, before moat ACKs it. */
+/* Silence from a client that may be waiting for our ACK (conn_ack_soon)
+ * before moat sends it. */
 #define CONN_ACK_AFTER_MS 1
 /* How long a closing connection may take to flush and hear the peer's EOF. */
 #define CONN_LINGER_MS 2000
@@ -76,7 +77,27 @@ void conn_set_timeout(struct conn *c, uint64_t ms)
 {
     if (c->state == CONN_CLOSED)
         return;
+    c->ack_due = 0; /* whoever sets a deadline has heard from the client */
     deadline_set(&c->timer, ms);
+}
+
+void conn_ack_soon(struct conn *c)
+{
+    if (c->state == CONN_CLOSED || c->ack_due)
+        return;
+    c->ack_due = 1;
+    c->ack_resume_at = c->timer.at;
+    deadline_set(&c->timer, CONN_ACK_AFTER_MS);
+}
+
+/* The ACK was due: send it and put back the deadline it stood in for. */
+static void ack_now_and_resume(struct conn *c)
+{
+    c->ack_due = 0;
+    sockopt_ack_now(&c->tcp);
+    uint64_t now = uv_now(&c->w->loop);
+    if (c->ack_resume_at != 0)
+        deadline_set(&c->timer, c->ack_resume_at > now ? c->ack_resume_at - now : 1);
 }
 
 static int on_plain_write(struct sink *s, const void *p, size_t n)
@@ -334,24 +355,21 @@ static void on_handshake_done(struct conn *c)
     int resumed = tls_session_resumed(c->tls) ? 1 : 0;
     int tls13 = tls_session_is_tls13(c->tls);
     STAT_INC(ls->handshakes[tls13][resumed]);
-    /* The client's Finished came last (TLS 1.3, where the ticket left with
-     * our Finished, and TLS 1.2 resumption): moat has nothing to send that
-     * would carry its ACK.  A client with Nagle on (Python's http.client,
-     * s_client) holds its request until that ACK, which Linux delays by
-     * 40 ms.  Unless the request is already here, the ACK goes out after
-     * CONN_ACK_AFTER_MS of silence (on_client_timer): at once, it cost a
-     * packet on every connection whose request or close was about to come
-     * anyway. */
-    const uint8_t *pending;
-    c->ack_due = (tls13 || resumed) && tls_session_pending_input(c->tls, &pending) == 0 &&
-                 !tls_session_has_plaintext(c->tls);
     log_debug("connection from %s: %s %s%s", c->peer_ip, tls_session_version(c->tls),
               tls_session_cipher(c->tls), resumed ? " (resumed)" : "");
     conn_set_state(c, CONN_ACTIVE);
     /* The first request's head is due within client_header of the
      * handshake, as the following ones are within client_header of their
      * first byte; after a response, client_idle is the keep-alive wait. */
-    conn_set_timeout(c, c->ack_due ? CONN_ACK_AFTER_MS : c->gen->cfg->timeouts.client_header_ms);
+    conn_set_timeout(c, c->gen->cfg->timeouts.client_header_ms);
+    /* The client's Finished came last (TLS 1.3, where the ticket left with
+     * our Finished, and TLS 1.2 resumption): moat has nothing to send that
+     * would carry its ACK, and a client with Nagle on (Python's
+     * http.client, s_client) holds its request until the ACK comes. */
+    const uint8_t *pending;
+    if ((tls13 || resumed) && tls_session_pending_input(c->tls, &pending) == 0 &&
+        !tls_session_has_plaintext(c->tls))
+        conn_ack_soon(c);
 }
 
 /* A refused handshake: a fatal alert (7 bytes), then close. */
@@ -585,7 +603,6 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         on_client_gone(c, (int)nread);
         return;
     }
-    c->ack_due = 0; /* our reply, if any, carries the ACK */
     switch (c->state) {
     case CONN_LINGER:
     case CONN_CLOSED:
@@ -696,10 +713,7 @@ static void on_client_timer(uv_timer_t *t)
         return;
     case CONN_ACTIVE:
         if (c->ack_due) {
-            c->ack_due = 0;
-            sockopt_ack_now(&c->tcp);
-            uint64_t header_ms = c->gen->cfg->timeouts.client_header_ms;
-            conn_set_timeout(c, header_ms > CONN_ACK_AFTER_MS ? header_ms - CONN_ACK_AFTER_MS : 1);
+            ack_now_and_resume(c);
             return;
         }
         /* A new connection that sent no request at all gets the 408 too

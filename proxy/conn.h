@@ -67,7 +67,8 @@ struct conn {
     int eof;                        /* peer closed its side */
     int processing;                 /* inside the input loop */
     int pending_parse;              /* c->in holds unparsed pipelined bytes */
-    int ack_due;                    /* handshake over, client silent: ACK it soon */
+    int ack_due;                    /* conn_ack_soon() is pending */
+    uint64_t ack_resume_at;         /* the deadline it stands in for (uv_now ms) */
 
     struct tls_session *tls;
     struct outq out;
@@ -116,6 +117,13 @@ void conn_close_after_flush(struct conn *c);
 void conn_abort(struct conn *c);
 /* (Re)arms the client timer for ms, or stops it for 0. */
 void conn_set_timeout(struct conn *c, uint64_t ms);
+/* Linux delays the ACK of what the client sent last by 40 ms, and a
+ * client with Nagle on sends nothing more until it comes: when moat has
+ * nothing to answer yet, this sends the ACK after a millisecond of
+ * silence.  Setting a timeout cancels it (the client has spoken again);
+ * at once, it would cost a packet on every connection whose next bytes
+ * were about to come anyway. */
+void conn_ack_soon(struct conn *c);
 /* Graceful shutdown: idle connections close now, busy ones after their
  * exchange. */
 void conn_drain(struct conn *c);

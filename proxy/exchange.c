@@ -463,7 +463,8 @@ void exchange_on_client_input(struct conn *c)
         return;
     size_t used = 0;
     enum http1_result res;
-    if (!x->req_head_done) {
+    int head_now = !x->req_head_done;
+    if (head_now) {
         long r = http1_scan_head(&x->req.scan, c->in, c->in_len, 1, &x->req_lim);
         if (r == 0)
             return;
@@ -486,6 +487,11 @@ void exchange_on_client_input(struct conn *c)
             if (flush_client(x) != 0)
                 return;
         }
+    } else if (head_now && !x->req_done && c->in_len == x->head_len && x->up != NULL) {
+        /* A head whose body is still to come: a client with Nagle on
+         * (Python's http.client writes a file body apart from the head)
+         * waits for our ACK of the head before sending it. */
+        conn_ack_soon(c);
     }
     if (!x->req_done && c->in_len > x->head_len) {
         res = http1_parse(&x->req, c->in + x->head_len, c->in_len - x->head_len, &used);

@@ -428,6 +428,25 @@ def test_expect_100_continue_answered_by_moat(certs, backend_factory, moat_facto
     assert [q.header("Expect") for q in b.requests] == [None, None, None]
 
 
+def test_body_sent_apart_from_the_head_is_not_held_behind_a_delayed_ack(proxy, certs):
+    # Python's http.client sends a file body in a write of its own; with
+    # Nagle on, that write waits for the ACK of the head, which Linux
+    # delays by 40 ms when moat has nothing to answer yet (nginx waits
+    # those 40 ms on every such request).
+    m, b = proxy
+    b.handler = echo_hash_handler
+    waits = []
+    with Client(m.port(), certs) as c:
+        for _ in range(5):
+            start = time.monotonic()
+            c.send(b"POST /p HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n")
+            c.send(b"hello")
+            r = c.read_response()
+            waits.append(time.monotonic() - start)
+            assert r.status == 200 and r.body.decode() == sha256(b"hello")
+    assert sorted(waits)[2] < T(0.02), waits
+
+
 def test_expect_100_continue_curl(proxy, certs, tmp_path):
     m, b = proxy
     b.handler = echo_hash_handler

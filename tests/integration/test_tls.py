@@ -286,3 +286,40 @@ def test_close_notify_sent_before_closing(sni_proxy, certs):
                     break
                 data += d
         assert data.startswith(b"HTTP/1.1 "), data
+
+
+def test_request_record_split_across_segments_after_the_handshake(proxy, certs):
+    # After the handshake moat may owe the client an ACK (conn_ack_soon);
+    # the first bytes of a request record that then arrive alone (a head
+    # larger than one TCP segment) must not be taken for a silent client:
+    # they once got 408 a millisecond later.
+    m, _ = proxy
+    ctx = client_context(certs)
+    for _ in range(5):
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        with socket.create_connection(("127.0.0.1", m.port()), timeout=T(5)) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    s.sendall(outgoing.read())
+                    incoming.write(s.recv(65536))
+            s.sendall(outgoing.read())  # the client's Finished
+            time.sleep(0.0003)
+            tls.write(b"GET /split HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            record = outgoing.read()
+            s.sendall(record[:10])
+            time.sleep(0.05)
+            s.sendall(record[10:])
+            data = b""
+            while b"\r\n\r\n" not in data:
+                try:
+                    data += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    d = s.recv(65536)
+                    assert d, data
+                    incoming.write(d)
+            assert data.startswith(b"HTTP/1.1 200"), data[:100]
