@@ -591,7 +591,7 @@ static int chunk_framing_byte(struct http1_msg *m, unsigned char c)
             return fail(m, bad, "chunk-size line too long");
         if (v >= 0) {
             if (b->remaining > (UINT64_MAX >> 4))
-                return fail(m, m->is_request ? 413 : 502, "chunk size overflows");
+                return fail(m, bad, "chunk size overflows"); /* malformed, as nginx says */
             b->remaining = (b->remaining << 4) | (uint64_t)v;
             b->digits++;
             return 0;
