@@ -573,6 +573,10 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
         STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
         refuse_handshake(c, tls_record_overflow_alert);
         return;
+    case TLS_SNIFF_BAD_NAME:
+        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
+        refuse_handshake(c, tls_unrecognized_name_alert);
+        return;
     case TLS_SNIFF_TLS:
         break;
     }

@@ -376,6 +376,7 @@ void tls_ctx_set_free(struct tls_ctx_set **set)
 
 const uint8_t tls_handshake_failure_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28};
 const uint8_t tls_record_overflow_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x16};
+const uint8_t tls_unrecognized_name_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
 
 static unsigned be16(const uint8_t *p)
 {
@@ -461,6 +462,10 @@ enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni)
     if (wolfSSL_SNI_GetFromBuffer(p, (word32)(5 + rec), WOLFSSL_SNI_HOST_NAME, name, &len) ==
             WOLFSSL_SUCCESS &&
         len > 0 && len <= TLS_MAX_SNI) {
+        /* A host name never holds a NUL: cut there, it would pick the
+         * certificate of whatever name comes before it. */
+        if (memchr(name, 0, len) != NULL)
+            return TLS_SNIFF_BAD_NAME;
         for (word32 i = 0; i < len; i++) {
             char c = (char)name[i];
             sni[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;

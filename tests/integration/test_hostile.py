@@ -1068,6 +1068,16 @@ def test_first_record_over_16k_is_a_record_overflow(env, length, sent):
     served_normally(env)
 
 
+@pytest.mark.parametrize("sni", [b"localhost\x00evil", b"evil\x00localhost"],
+                         ids=["nul-after", "nul-before"])
+def test_server_name_with_a_nul_is_refused(env, sni):
+    """A NUL ends a C string: the name before it used to pick the
+    certificate.  Refused with unrecognized_name, as OpenSSL servers do."""
+    a = server_answer(env.port, raw_client_hello(0x0303, GOOD12, sni=sni), timeout=5)
+    assert a == ("alert", 2, 112), a
+    served_normally(env)
+
+
 GARBAGE = [
     ("random-bytes", lambda: bytes([0xff]) + os.urandom(2000)),
     ("zeros", lambda: b"\x00" * 4096),
