@@ -577,6 +577,10 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
         STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
         refuse_handshake(c, tls_unrecognized_name_alert);
         return;
+    case TLS_SNIFF_EMPTY_NAME:
+        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
+        refuse_handshake(c, tls_decode_error_alert);
+        return;
     case TLS_SNIFF_TLS:
         break;
     }

@@ -377,6 +377,7 @@ void tls_ctx_set_free(struct tls_ctx_set **set)
 const uint8_t tls_handshake_failure_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28};
 const uint8_t tls_record_overflow_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x16};
 const uint8_t tls_unrecognized_name_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
+const uint8_t tls_decode_error_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32};
 
 static unsigned be16(const uint8_t *p)
 {
@@ -384,53 +385,92 @@ static unsigned be16(const uint8_t *p)
 }
 
 /*
- * 1 when the ClientHello in the complete record p[0..n) lists
- * supported_groups and none of moat's (x25519, secp256r1, secp384r1); 0
- * otherwise, malformed or unusual hellos included: wolfSSL judges those.
- * wolfSSL 5.5.4 would answer such a TLS 1.3 hello with a HelloRetryRequest
- * that selects a group the client never offered.
+ * The body of extension type in the ClientHello of the complete record
+ * p[0..n), or NULL when it is absent or the hello is malformed: wolfSSL
+ * judges malformed hellos with the alert they deserve.
  */
-static int no_common_group(const uint8_t *p, size_t n)
+static const uint8_t *hello_extension(const uint8_t *p, size_t n, unsigned type, size_t *len)
 {
     size_t i = 5;
     if (n < i + 4 || p[i] != 1)
-        return 0;
+        return NULL;
     size_t end = i + 4 + ((size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 | p[i + 3]);
     i += 4 + 2 + 32; /* handshake header, version, random */
     if (end > n || i + 1 > end)
-        return 0;
+        return NULL;
     i += 1 + p[i]; /* session id */
     if (i + 2 > end)
-        return 0;
+        return NULL;
     i += 2 + be16(p + i); /* cipher suites */
     if (i + 1 > end)
-        return 0;
+        return NULL;
     i += 1 + p[i]; /* compression methods */
     if (i + 2 > end)
-        return 0;
+        return NULL;
     size_t ext_end = i + 2 + be16(p + i);
     if (ext_end > end)
-        return 0;
+        return NULL;
     for (i += 2; i + 4 <= ext_end;) {
-        unsigned type = be16(p + i);
-        size_t len = be16(p + i + 2);
-        i += 4;
-        if (i + len > ext_end)
-            return 0;
-        if (type == 10) { /* supported_groups */
-            if (len < 2 || be16(p + i) + 2u > len)
-                return 0;
-            for (size_t k = i + 2; k + 1 < i + 2 + be16(p + i); k += 2) {
-                unsigned g = be16(p + k);
-                if (g == WOLFSSL_ECC_X25519 || g == WOLFSSL_ECC_SECP256R1 ||
-                    g == WOLFSSL_ECC_SECP384R1)
-                    return 0;
-            }
-            return 1;
+        size_t ext_len = be16(p + i + 2);
+        if (i + 4 + ext_len > ext_end)
+            return NULL;
+        if (be16(p + i) == type) {
+            *len = ext_len;
+            return p + i + 4;
         }
-        i += len;
+        i += 4 + ext_len;
     }
-    return 0;
+    return NULL;
+}
+
+/*
+ * 1 when the hello lists supported_groups and none of moat's (x25519,
+ * secp256r1, secp384r1).  wolfSSL 5.5.4 would answer such a TLS 1.3 hello
+ * with a HelloRetryRequest that selects a group the client never offered.
+ */
+static int no_common_group(const uint8_t *p, size_t n)
+{
+    size_t len;
+    const uint8_t *ext = hello_extension(p, n, 10, &len);
+    if (ext == NULL || len < 2 || be16(ext) + 2u > len)
+        return 0;
+    for (size_t k = 2; k + 1 < 2u + be16(ext); k += 2) {
+        unsigned g = be16(ext + k);
+        if (g == WOLFSSL_ECC_X25519 || g == WOLFSSL_ECC_SECP256R1 || g == WOLFSSL_ECC_SECP384R1)
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Copies the hello's host name into sni, lower case and without a final
+ * dot.  The refusals are OpenSSL's, which clients know: an empty name is
+ * a decode_error, one longer than DNS allows or holding a NUL (which would
+ * pick the certificate of whatever comes before it) an unrecognized_name.
+ */
+static enum tls_sniff hello_server_name(const uint8_t *p, size_t n, char *sni)
+{
+    size_t len;
+    const uint8_t *ext = hello_extension(p, n, 0, &len);
+    /* server_name_list<1..>, then name_type host_name(0) and HostName<1..> */
+    if (ext == NULL || len < 2 || be16(ext) + 2u != len)
+        return TLS_SNIFF_TLS;
+    if (len < 5 || ext[2] != 0 || be16(ext + 3) + 5u > len)
+        return TLS_SNIFF_TLS;
+    size_t name_len = be16(ext + 3);
+    const uint8_t *name = ext + 5;
+    if (name_len == 0)
+        return TLS_SNIFF_EMPTY_NAME;
+    if (name_len > TLS_MAX_SNI || memchr(name, 0, name_len) != NULL)
+        return TLS_SNIFF_BAD_NAME;
+    for (size_t i = 0; i < name_len; i++) {
+        char c = (char)name[i];
+        sni[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    if (sni[name_len - 1] == '.')
+        name_len--;
+    sni[name_len] = '\0';
+    return TLS_SNIFF_TLS;
 }
 
 enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni)
@@ -455,25 +495,11 @@ enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni)
         return TLS_SNIFF_OVERSIZE;
     if (n < 5 + rec)
         return TLS_SNIFF_MORE;
-    byte name[TLS_MAX_SNI + 1];
-    word32 len = TLS_MAX_SNI;
     /* A ClientHello spread over several records has no SNI we can see
      * here: the default certificate answers it. */
-    if (wolfSSL_SNI_GetFromBuffer(p, (word32)(5 + rec), WOLFSSL_SNI_HOST_NAME, name, &len) ==
-            WOLFSSL_SUCCESS &&
-        len > 0 && len <= TLS_MAX_SNI) {
-        /* A host name never holds a NUL: cut there, it would pick the
-         * certificate of whatever name comes before it. */
-        if (memchr(name, 0, len) != NULL)
-            return TLS_SNIFF_BAD_NAME;
-        for (word32 i = 0; i < len; i++) {
-            char c = (char)name[i];
-            sni[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-        }
-        if (sni[len - 1] == '.')
-            len--;
-        sni[len] = '\0';
-    }
+    enum tls_sniff name = hello_server_name(p, 5 + rec, sni);
+    if (name != TLS_SNIFF_TLS)
+        return name;
     if (no_common_group(p, 5 + rec))
         return TLS_SNIFF_NO_GROUP;
     return TLS_SNIFF_TLS;

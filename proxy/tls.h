@@ -65,13 +65,15 @@ enum tls_sniff {
     TLS_SNIFF_GARBAGE,
     TLS_SNIFF_NO_GROUP,     /* a ClientHello sharing no key-exchange group with moat */
     TLS_SNIFF_OVERSIZE,     /* a first record longer than TLS allows plaintext (2^14) */
-    TLS_SNIFF_BAD_NAME,     /* a server name with a NUL in it */
+    TLS_SNIFF_BAD_NAME,     /* a server name too long or with a NUL in it */
+    TLS_SNIFF_EMPTY_NAME,   /* a server_name extension with an empty host name */
 };
 
 /* The alert record that refuses a ClientHello (fatal handshake_failure). */
 extern const uint8_t tls_handshake_failure_alert[7];
 extern const uint8_t tls_record_overflow_alert[7];
 extern const uint8_t tls_unrecognized_name_alert[7];
+extern const uint8_t tls_decode_error_alert[7];
 
 #define TLS_MAX_SNI 255
 

@@ -1068,14 +1068,25 @@ def test_first_record_over_16k_is_a_record_overflow(env, length, sent):
     served_normally(env)
 
 
-@pytest.mark.parametrize("sni", [b"localhost\x00evil", b"evil\x00localhost"],
-                         ids=["nul-after", "nul-before"])
-def test_server_name_with_a_nul_is_refused(env, sni):
+@pytest.mark.parametrize("sni, alert", [
+    (b"localhost\x00evil", 112), (b"evil\x00localhost", 112),
+    (b"a" * 256, 112), (b"a" * 300, 112), (b"", 50)],
+    ids=["nul-after", "nul-before", "256-bytes", "300-bytes", "empty"])
+def test_server_name_that_cannot_be_a_host_is_refused(env, sni, alert):
     """A NUL ends a C string: the name before it used to pick the
-    certificate.  Refused with unrecognized_name, as OpenSSL servers do."""
+    certificate; a long name was cut to 255 bytes and an empty one got the
+    default certificate.  Refused with OpenSSL's alerts: unrecognized_name
+    (112), or decode_error (50) for an empty name."""
     a = server_answer(env.port, raw_client_hello(0x0303, GOOD12, sni=sni), timeout=5)
-    assert a == ("alert", 2, 112), a
+    assert a == ("alert", 2, alert), a
     served_normally(env)
+
+
+def test_server_name_of_255_bytes_is_served(env):
+    """The longest name DNS allows is a name like any other: no match, so
+    the default certificate answers."""
+    a = server_answer(env.port, raw_client_hello(0x0303, GOOD12, sni=b"a" * 255), timeout=5)
+    assert a[0] == "hello", a
 
 
 GARBAGE = [
