@@ -253,7 +253,10 @@ static void respond_error(struct exchange *x, int status, const char *why)
         log_debug("%s: %d %s", c->peer_ip, status, why);
     x->status = status;
     x->close_after = !keep;
-    x->resp_bytes += http1_write_simple_response(&x->out, status, x->close_after, NULL, NULL,
+    /* RFC 9110 wants the methods a 405 allows; moat forwards all but CONNECT. */
+    const char *allow =
+        status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE\r\n" : NULL;
+    x->resp_bytes += http1_write_simple_response(&x->out, status, x->close_after, allow, NULL,
                                                  (x->req.flags & HTTP1_F_HEAD) != 0);
     x->resp_started = 1;
     x->resp_done = 1;

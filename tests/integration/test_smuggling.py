@@ -85,6 +85,16 @@ def test_rejected(setup, certs, data, statuses):
     assert [q.target for q in b.requests] == ["/fine"]
 
 
+def test_connect_gets_405_with_allow(setup, certs):
+    """RFC 9110: a 405 lists the methods that are allowed."""
+    m, b = setup
+    raw = raw_exchange(m.port(), certs, b"CONNECT localhost:443 HTTP/1.1\r\n" + H + b"\r\n")
+    assert status_of(raw) == 405, raw
+    head = raw.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+    assert "\r\nallow: get, head, post" in head, head
+    assert "connect" not in head.partition("allow:")[2].split("\r\n")[0]
+
+
 def test_valid_absolute_form_is_accepted(setup, certs):
     m, b = setup
     with Client(m.port(), certs) as c:
