@@ -430,10 +430,11 @@ static void respond(struct admin_conn *c, int status, const char *reason, const 
                     const char *body, size_t len, int head_only)
 {
     char head[256];
+    /* RFC 9110: a 405 names the methods that are allowed. */
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                      status, reason, type, len);
+                      "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                      status, reason, type, len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
     size_t blen = head_only ? 0 : len;
     c->response = malloc((size_t)hl + blen);
     if (c->response == NULL) {
@@ -487,6 +488,34 @@ static void handle_request(struct admin_conn *c)
     }
 }
 
+/*
+ * 1 when the start of a request can never become "METHOD /target
+ * HTTP/1.x": TLS, binary or HTTP/0.9 bytes are answered at once instead of
+ * holding the connection until the timeout.
+ */
+static int request_line_is_bad(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && p[i] >= 'A' && p[i] <= 'Z')
+        i++;
+    if (i < n && (i == 0 || p[i] != ' '))
+        return 1;
+    const char *lf = memchr(p, '\n', n);
+    if (lf == NULL)
+        return 0;
+    size_t line = (size_t)(lf - p);
+    if (line > 0 && p[line - 1] == '\r')
+        line--;
+    static const char v10[] = " HTTP/1.0", v11[] = " HTTP/1.1";
+    size_t vlen = sizeof(v10) - 1;
+    if (line < i + 2 + vlen || p[i + 1] == ' ')
+        return 1;
+    const char *v = p + line - vlen;
+    if (memcmp(v, v10, vlen) != 0 && memcmp(v, v11, vlen) != 0)
+        return 1;
+    return memchr(p + i + 1, ' ', (size_t)(v - (p + i + 1))) != NULL;
+}
+
 static void on_admin_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct admin_conn *c = h->data;
@@ -507,7 +536,11 @@ static void on_admin_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     c->len += (size_t)n;
     c->buf[c->len] = '\0';
-    if (strstr(c->buf, "\r\n\r\n") != NULL || strstr(c->buf, "\n\n") != NULL) {
+    if (request_line_is_bad(c->buf, c->len)) {
+        uv_read_stop(s);
+        respond(c, 400, "Bad Request", "text/plain", "bad request\n", 12, 0);
+    } else if (memmem(c->buf, c->len, "\r\n\r\n", 4) != NULL ||
+               memmem(c->buf, c->len, "\n\n", 2) != NULL) {
         uv_read_stop(s);
         handle_request(c);
     } else if (c->len >= sizeof(c->buf) - 1) {

@@ -155,6 +155,33 @@ def test_healthz_other_paths_and_one_response_per_connection(certs, backend, moa
     assert status == 200 and b"HTTP/1.1" not in body, body[:200]
 
 
+def test_other_methods_get_405_with_allow(certs, backend, moat_factory):
+    m = moat_factory(admin_yaml(certs, [backend.addr]))
+    port = m.port("@admin")
+    for method in ("POST", "DELETE", "OPTIONS"):
+        raw = ("%s /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n" % method).encode()
+        status, headers, _ = http_get(port, "/metrics", raw=raw)
+        assert status == 405, method
+        assert header(headers, "Allow") == "GET, HEAD", headers
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x16\x03\x01\x00\xa0\x01\x00\x00\x9c\x03\x03" + b"\x00" * 40,   # a TLS hello
+    b"GET /metrics\r\n",                                              # HTTP/0.9
+    b"\x00\xff\xfe garbage",
+    b"GET /metrics HTTP/9.9\r\n",
+    b"get /metrics HTTP/1.1\r\n",
+], ids=["tls", "http-0.9", "binary", "bad-version", "lowercase-method"])
+def test_what_can_never_be_a_request_is_answered_at_once(certs, backend, moat_factory, raw):
+    """Without waiting for a blank line that a TLS client or an HTTP/0.9
+    one never sends: the connection used to hang until the 5 s timeout."""
+    m = moat_factory(admin_yaml(certs, [backend.addr]))
+    t0 = time.monotonic()
+    status, _, _ = http_get(m.port("@admin"), "/metrics", raw=raw, timeout=4)
+    assert status == 400
+    assert time.monotonic() - t0 < T(1.0)
+
+
 def test_request_counters_routes_codes_and_histogram(certs, backend, moat_factory):
     backend.handler = handler
     m = moat_factory(admin_yaml(certs, [backend.addr], routes=ROUTES))
