@@ -191,8 +191,12 @@ static void on_shutdown_done(uv_shutdown_t *req, int status)
     (void)status;
     /* Keep reading until the peer's EOF (or the linger timer), so that
      * unread request bytes do not turn our close into a reset that destroys
-     * the response before the client reads it. */
-    if (c->state == CONN_LINGER && c->eof)
+     * the response before the client reads it.  When moat is stopping, an
+     * idle keep-alive client would hold the exit for the whole linger: with
+     * nothing of its left unread, there is nothing for a reset to destroy. */
+    if (c->state != CONN_LINGER)
+        return;
+    if (c->eof || (c->w->stopping && !sockopt_has_unread_input(&c->tcp)))
         conn_close_handles(c);
 }
 

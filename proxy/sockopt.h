@@ -11,4 +11,8 @@
  * Nagle on sends nothing more until its last segment is ACKed. */
 void sockopt_ack_now(uv_tcp_t *tcp);
 
+/* 1 when bytes the peer sent wait unread in the socket (or it cannot
+ * tell): closing now would answer them with a reset. */
+int sockopt_has_unread_input(uv_tcp_t *tcp);
+
 #endif

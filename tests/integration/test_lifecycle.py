@@ -135,6 +135,27 @@ def test_sigterm_closes_idle_keepalive_connections_promptly(certs, backend, moat
         assert time.monotonic() - start < T(3)
 
 
+def test_sigterm_does_not_wait_for_idle_clients_that_do_not_read(certs, backend, moat_factory):
+    """A pooled keep-alive connection nobody reads answers neither the
+    close_notify nor the FIN: moat used to linger 2 s for its EOF before
+    exiting.  It closes as soon as its FIN is out when nothing is unread."""
+    m = moat_factory(basic_yaml(certs, [backend.addr]).replace("shutdown_timeout: 5s",
+                                                               "shutdown_timeout: 20s"))
+    clients = [Client(m.port(), certs) for _ in range(5)]
+    try:
+        for c in clients:
+            assert c.request("GET", "/").status == 200
+        start = time.monotonic()
+        m.signal(signal.SIGTERM)
+        assert m.wait(5) == 0, m.stderr()
+        assert time.monotonic() - start < T(1.0), time.monotonic() - start
+        for c in clients:
+            assert c.closed_within(1), "connection not closed by moat's exit"
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_shutdown_timeout_bounds_a_stuck_request(certs, backend, moat_factory):
     backend.handler = lambda req: Hang()
     m = moat_factory(basic_yaml(certs, [backend.addr]).replace("shutdown_timeout: 5s",
