@@ -182,7 +182,7 @@ struct http1_fwd {
     struct span client_ip;      /* textual address of the TCP peer */
     int trusted_peer;           /* keep and extend its X-Forwarded-* */
     unsigned listener_port;
-    struct span default_host;   /* for HTTP/1.0 requests without Host */
+    struct span default_host;   /* Host for HTTP/1.0 requests without one */
     int keep_alive;             /* ask the upstream to keep the connection */
 };
 

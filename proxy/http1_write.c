@@ -127,8 +127,10 @@ void http1_write_request_head(struct http1_out *o, const struct http1_msg *req,
     write_forwarded_for(o, req, fwd);
     if (!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_PROTO))
         http1_out_str(o, "X-Forwarded-Proto: https\r\n");
-    if ((!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_HOST)) && host.len)
-        put_header(o, "X-Forwarded-Host", host);
+    /* Without a Host from the client there is no host to report: the
+     * upstream's own address would send the app's links to it. */
+    if ((!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_HOST)) && req->host.len)
+        put_header(o, "X-Forwarded-Host", req->host);
     if (!fwd->trusted_peer || !has_header(req, HTTP1_HDR_X_FORWARDED_PORT)) {
         http1_out_str(o, "X-Forwarded-Port: ");
         http1_out_uint(o, fwd->listener_port);

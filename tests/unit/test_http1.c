@@ -832,16 +832,16 @@ static void test_write_request(void)
                                               "Transfer-Encoding: chunked\r\n"
                                               "\r\n");
 
-    /* HTTP/1.0 without Host: the listener's default host. */
+    /* HTTP/1.0 without Host: the upstream's address as Host, as nginx
+     * does, and no X-Forwarded-Host, since the client named no host. */
     fwd = (struct http1_fwd){.client_ip = SPAN_LIT("10.0.0.9"), .listener_port = 8443,
-                             .default_host = SPAN_LIT("127.0.0.1:8443"), .keep_alive = 0};
+                             .default_host = SPAN_LIT("127.0.0.1:3000"), .keep_alive = 0};
     CHECK_STR(write_request("GET /x HTTP/1.0\r\nUser-Agent: old\r\n\r\n", &fwd),
               "GET /x HTTP/1.1\r\n"
-              "Host: 127.0.0.1:8443\r\n"
+              "Host: 127.0.0.1:3000\r\n"
               "User-Agent: old\r\n"
               "X-Forwarded-For: 10.0.0.9\r\n"
               "X-Forwarded-Proto: https\r\n"
-              "X-Forwarded-Host: 127.0.0.1:8443\r\n"
               "X-Forwarded-Port: 8443\r\n"
               "Connection: close\r\n"
               "\r\n");
