@@ -34,6 +34,8 @@
 /* Attempts per request: every server once, plus a retry for a stale
  * pooled connection. */
 #define MAX_ATTEMPTS 8
+/* 1xx heads forwarded before the final response: a few 103s are normal. */
+#define EXCHANGE_MAX_INTERIM 16
 
 struct exchange {
     struct conn *c;
@@ -68,6 +70,7 @@ struct exchange {
     struct upconn *up;
     uint64_t tried;
     unsigned attempts;
+    unsigned interim;               /* 1xx heads from the upstream so far */
     struct buf_chunk *uhead;        /* serialised request head, for retries */
     struct buf_chunk *rhead;        /* response head being assembled */
     enum http1_framing framing;
@@ -536,6 +539,12 @@ static int on_response_head(void *ctx, struct http1_msg *m)
         }
         x->upgraded = 1;
     } else if (m->status < 200) {
+        /* An upstream that sends 1xx heads without end never answers: a
+         * bound like every other one in a response. */
+        if (++x->interim > EXCHANGE_MAX_INTERIM) {
+            m->error_reason = "upstream sent too many interim responses";
+            return 502;
+        }
         /* Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2);
          * a 100 is moat's to send (on_request_head). */
         if (x->req.version == 11 && m->status != 100)

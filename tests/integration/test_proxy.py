@@ -602,6 +602,19 @@ def test_interim_1xx_then_final_response(proxy, certs, split):
         assert c.request("GET", "/next").body == b"next"
 
 
+def test_endless_interim_responses_end_in_502(proxy, certs):
+    """An upstream that sends 103s without end never answers: after 16 of
+    them the client gets a 502 instead of a stream of interim heads."""
+    m, b = proxy
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+    b.handler = lambda req: Raw([interim * 200, 0.2, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+                                close=False)
+    with Client(m.port(), certs, timeout=3) as c:
+        r = c.request("GET", "/eh")
+        assert r.status == 502, r
+        assert r.interim == [103] * 16, r.interim
+
+
 def test_expect_100_continue_upstream_answers_final_directly(proxy, certs):
     """The upstream refuses the body with a final 401 and no 100: the
     client gets the 401 promptly instead of hanging."""
