@@ -285,6 +285,32 @@ patch -p1 --quiet <<'PATCH'
          SAVE_VECTOR_REGISTERS(return _svr_ret;);
 PATCH
 
+# A client certificate whose keyUsage leaves out digitalSignature may not
+# sign, yet wolfSSL 5.5.4 let TLS 1.3 clients use one: its check looks at
+# the suite's signature algorithm, which TLS 1.3 suites do not name.  TLS
+# 1.2 refused such a certificate already (bad_certificate), as OpenSSL does.
+patch -p1 --quiet <<'PATCH'
+--- a/src/internal.c
++++ b/src/internal.c
+@@ -13961,10 +13961,13 @@
+                         ret = KEYUSE_ENCIPHER_E;
+                         WOLFSSL_ERROR_VERBOSE(ret);
+                     }
+-                    if ((ssl->specs.kea != rsa_kea) &&
+-                        (ssl->specs.sig_algo == rsa_sa_algo ||
++                    /* moat: a TLS 1.3 suite names no signature algorithm,
++                     * yet every certificate signs a CertificateVerify. */
++                    if ((IsAtLeastTLSv1_3(ssl->version) ||
++                         ((ssl->specs.kea != rsa_kea) &&
++                          (ssl->specs.sig_algo == rsa_sa_algo ||
+                             (ssl->specs.sig_algo == ecc_dsa_sa_algo &&
+-                                 !ssl->specs.static_ecdh)) &&
++                                 !ssl->specs.static_ecdh)))) &&
+                         (args->dCert->extKeyUsage & KEYUSE_DIGITAL_SIG) == 0) {
+                         WOLFSSL_MSG("KeyUse Digital Sig not set");
+                         ret = KEYUSE_SIGNATURE_E;
+PATCH
+
 # Features: TLS 1.2 + 1.3 only, AEAD suites with forward secrecy only
 # (maxstrength), X25519 and P-256/P-384 key exchange, RSA (with PSS, which TLS
 # 1.3 requires for RSA keys) and ECDSA certificates, SNI, ALPN, session

@@ -32,6 +32,10 @@ class ClientPKI(KeyDir):
                      self.dir)
         self._client("alice", "clients")
         self._client("mallory", "other")
+        # from the trusted CA, but not for signing, or not for clients
+        self._client("trudy", "clients", usage="keyUsage=keyEncipherment\n")
+        self._client("webby", "clients", usage="keyUsage=digitalSignature\n"
+                     "extendedKeyUsage=serverAuth\n")
         with open(self.path("both-ca.pem"), "wb") as f:
             for ca in ("clients", "other"):
                 with open(self.path(ca + "-ca.pem"), "rb") as g:
@@ -42,13 +46,12 @@ class ClientPKI(KeyDir):
 
     path = KeyDir._path
 
-    def _client(self, name, ca):
+    def _client(self, name, ca, usage="keyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n"):
         self._key(name + ".key")
         _openssl(["req", "-new", "-key", name + ".key", "-subj", "/CN=" + name,
                   "-out", name + ".csr"], self.dir)
         with open(self.path(name + ".ext"), "w") as f:
-            f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
-                    "extendedKeyUsage=clientAuth\n")
+            f.write("basicConstraints=CA:FALSE\n" + usage)
         _openssl(["x509", "-req", "-in", name + ".csr", "-CA", ca + "-ca.pem", "-CAkey",
                   ca + "-ca.key", "-CAcreateserial", "-days", "30", "-sha256", "-extfile",
                   name + ".ext", "-out", name + ".pem"], self.dir)
@@ -104,6 +107,20 @@ def test_required_admits_only_clients_the_ca_signed(certs, backend, moat_factory
         assert r[0] == "refused", (who, r)
     assert handshake_errors(m) == 2
     assert backend.connections == 1  # nothing of a refused client went upstream
+
+
+@VERSIONS
+@pytest.mark.parametrize("who", ["trudy", "webby"], ids=["no-digitalSignature", "serverAuth-only"])
+def test_a_certificate_not_meant_for_client_signing_is_refused(certs, backend, moat_factory,
+                                                               pki, version, who):
+    """Signed by the trusted CA, but its keyUsage forbids signing (TLS 1.3
+    let it in before moat patched wolfSSL) or its extendedKeyUsage names
+    servers only: refused, as OpenSSL servers refuse it."""
+    m = moat_factory(mtls_yaml(certs, backend, pki.ca, required=False))
+    r = attempt(m.port(), ctx_for(certs, pki, version, who))
+    assert r[0] == "refused", r
+    assert handshake_errors(m) == 1
+    assert backend.connections == 0
 
 
 @VERSIONS
