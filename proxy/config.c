@@ -310,6 +310,52 @@ static void check_tls(struct cfg_loader *ld, struct cfg *c, struct cfg_listener 
         cfg_error(ld, t->ciphers_pos, "listener \"%s\": invalid cipher list", l->name);
 }
 
+static int is_wildcard(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+/* An IPv4 address written v4-mapped (::ffff:a.b.c.d) is that IPv4 address
+ * to the kernel; an IPv6 one is returned as is. */
+static struct sockaddr_storage unmapped(const struct sockaddr_storage *a)
+{
+    struct sockaddr_storage out = *a;
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)a;
+    if (a->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+        struct sockaddr_in *o4 = (struct sockaddr_in *)&out;
+        memset(&out, 0, sizeof(out));
+        o4->sin_family = AF_INET;
+        o4->sin_port = a6->sin6_port;
+        memcpy(&o4->sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+    }
+    return out;
+}
+
+/* 1 if sockets bound to a and b would share connections: the same port and
+ * the same address, or a wildcard covering the other (SO_REUSEPORT lets
+ * both bind, and the kernel then splits clients between them).  moat's
+ * [::] sockets are dual-stack, so they cover every IPv4 address too. */
+static int binds_overlap(const struct sockaddr_storage *a_, const struct sockaddr_storage *b_)
+{
+    struct sockaddr_storage a = unmapped(a_), b = unmapped(b_);
+    unsigned port = sockaddr_port((const struct sockaddr *)&a);
+    if (port == 0 || port != sockaddr_port((const struct sockaddr *)&b))
+        return 0;
+    if ((a.ss_family == AF_INET6 && is_wildcard(&a)) || (b.ss_family == AF_INET6 && is_wildcard(&b)))
+        return 1;
+    if (a.ss_family != b.ss_family)
+        return 0;
+    if (is_wildcard(&a) || is_wildcard(&b))
+        return 1;
+    if (a.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)&b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)&a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)&b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
 static void check_listeners(struct cfg_loader *ld, struct top_raw *r)
 {
     struct cfg *c = &r->c;
@@ -331,10 +377,17 @@ static void check_listeners(struct cfg_loader *ld, struct top_raw *r)
         }
         for (size_t j = 0; j < i; j++) {
             const struct cfg_listener *o = &c->listeners[j];
-            if (o->bind != NULL && sockaddr_port((const struct sockaddr *)&o->addr) != 0 &&
-                strcmp(o->bind, l->bind) == 0)
+            if (o->bind == NULL || o->addr.ss_family == 0 ||
+                sockaddr_port((const struct sockaddr *)&o->addr) == 0)
+                continue; /* port 0: each listener gets a port of its own */
+            if (strcmp(o->bind, l->bind) == 0)
                 cfg_error(ld, l->bind_pos, "listener \"%s\": %s is already bound by \"%s\"",
                           l->name, l->bind, o->name);
+            else if (binds_overlap(&o->addr, &l->addr))
+                cfg_error(ld, l->bind_pos,
+                          "listener \"%s\": %s overlaps %s of \"%s\": the kernel would split "
+                          "clients between them",
+                          l->name, l->bind, o->bind, o->name);
         }
         if (l->has_tls == (l->redirect_to_https != 0))
             cfg_error(ld, l->pos,
@@ -567,33 +620,6 @@ static int parse_cidr(const char *s, struct cfg_cidr *out)
         out->prefix -= 96;
     }
     return 0;
-}
-
-static int is_wildcard(const struct sockaddr_storage *a)
-{
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
-}
-
-/* 1 if sockets bound to a and b would share connections: the same port and
- * the same address, or a wildcard covering the other (SO_REUSEPORT lets
- * both bind, and the kernel then splits clients between them). */
-static int binds_overlap(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    unsigned port = sockaddr_port((const struct sockaddr *)a);
-    if (port == 0 || port != sockaddr_port((const struct sockaddr *)b))
-        return 0;
-    if (is_wildcard(a) || is_wildcard(b))
-        return a->ss_family == b->ss_family || a->ss_family == AF_INET6 ||
-               b->ss_family == AF_INET6;
-    if (a->ss_family != b->ss_family)
-        return 0;
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
 }
 
 static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)

@@ -563,6 +563,39 @@ static void test_errors_exact(void)
                  "        - cert: c.pem\n"
                  "          key: k.pem\n" BASE_ROUTES BASE_UPSTREAMS,
                  "t.yaml:9:11: listener \"b\": 127.0.0.1:8443 is already bound by \"a\"");
+    /* Written differently, the same socket: the kernel would split clients. */
+    static const char *const overlapping[] = {"0.0.0.0:8443", "[::]:8443", "[::ffff:127.0.0.1]:8443"};
+    for (size_t i = 0; i < sizeof(overlapping) / sizeof(overlapping[0]); i++) {
+        char yaml[1024], want[256];
+        snprintf(yaml, sizeof(yaml),
+                 BASE_LISTENERS "  - name: b\n"
+                                "    bind: \"%s\"\n"
+                                "    tls:\n"
+                                "      certificates:\n"
+                                "        - cert: c.pem\n"
+                                "          key: k.pem\n" BASE_ROUTES BASE_UPSTREAMS,
+                 overlapping[i]);
+        snprintf(want, sizeof(want),
+                 "t.yaml:9:11: listener \"b\": %s overlaps 127.0.0.1:8443 of \"a\": the kernel "
+                 "would split clients between them",
+                 overlapping[i]);
+        expect_error(yaml, want);
+    }
+    /* Other addresses or ports on the same machine are fine. */
+    static const char *const apart[] = {"127.0.0.2:8443", "[::1]:8443", "0.0.0.0:8444"};
+    for (size_t i = 0; i < sizeof(apart) / sizeof(apart[0]); i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof(yaml),
+                 BASE_LISTENERS "  - name: b\n"
+                                "    bind: \"%s\"\n"
+                                "    tls:\n"
+                                "      certificates:\n"
+                                "        - cert: c.pem\n"
+                                "          key: k.pem\n" BASE_ROUTES BASE_UPSTREAMS,
+                 apart[i]);
+        struct cfg *c = load(yaml);
+        cfg_free(&c);
+    }
     expect_error("listeners:\n"
                  "  - name: a\n"
                  "    tls:\n"
