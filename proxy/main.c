@@ -259,6 +259,7 @@ static void log_listeners(const struct runtime *rt)
 
 static void start_reload(struct app *a);
 
+
 static void start_admin(struct app *a, struct runtime *rt)
 {
     char err[256];
@@ -592,6 +593,14 @@ int main(int argc, char **argv)
     a.nworkers = a.rt->nworkers;
     log_set_level(a.rt->cfg->log.error_level);
     if (o.test) {
+        /* Running, moat warns when over budget; a check that passes a
+         * budget no client can get under would be silent about it. */
+        uint64_t budget = a.rt->cfg->limits.max_memory, rss = memcap_resident_now();
+        if (budget != 0 && rss >= budget)
+            fprintf(stderr,
+                    "moat: warning: limits.max_memory (%llu KiB) is below the %llu KiB moat "
+                    "holds with no connection open: every connection would be refused\n",
+                    (unsigned long long)(budget >> 10), (unsigned long long)(rss >> 10));
         printf("configuration OK\n");
         goto out;
     }

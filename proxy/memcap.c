@@ -87,6 +87,11 @@ int memcap_over(void)
     return __atomic_load_n(&over, __ATOMIC_RELAXED);
 }
 
+uint64_t memcap_resident_now(void)
+{
+    return sample();
+}
+
 uint64_t memcap_resident(void)
 {
     return __atomic_load_n(&resident, __ATOMIC_RELAXED);

@@ -21,6 +21,8 @@ void memcap_stop(void);
 /* 1 while over budget: new connections are refused. */
 int memcap_over(void);
 uint64_t memcap_resident(void);
+/* Reads the resident size now, for callers without the sampling loop. */
+uint64_t memcap_resident_now(void);
 uint64_t memcap_budget(void);
 
 #endif

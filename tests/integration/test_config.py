@@ -110,6 +110,16 @@ log:
     assert out.strip() == "configuration OK"
 
 
+def test_t_warns_of_a_memory_budget_no_client_fits_under(tmp_path, certs):
+    """max_memory under moat's own footprint refuses every client while
+    /healthz says ok: -t says so (moat warns again when it runs)."""
+    r, out, err = check(tmp_path, good_yaml(certs) + "limits:\n  max_memory: 1m\n")
+    assert r.returncode == 0, err
+    assert "warning: limits.max_memory (1024 KiB) is below the" in err, err
+    r, out, err = check(tmp_path, good_yaml(certs) + "limits:\n  max_memory: 512m\n")
+    assert r.returncode == 0 and "warning" not in err, err
+
+
 def test_t_yaml_syntax_error(tmp_path, certs):
     text = good_yaml(certs) + "routes: [unclosed\n"
     r, out, err = check(tmp_path, text)
