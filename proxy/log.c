@@ -87,9 +87,14 @@ int log_access_open(const char *target)
         atomic_store(&access_fd, STDERR_FILENO);
         return 0;
     }
-    fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* Non-blocking only to open: a FIFO nobody reads fails (ENXIO) instead
+     * of hanging the main thread on SIGUSR1; writes stay as they were. */
+    fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
     if (fd < 0)
         return -errno;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     int owned = atomic_load(&access_fd_owned);
     if (owned >= 0) {
         /* Reopen (logrotate) or a new path: keep the descriptor number. */

@@ -203,10 +203,13 @@ static int check_access_log(const struct runtime *rt, struct errbuf *e)
     const char *a = cfg->log.access;
     if (a == NULL || strcmp(a, "stdout") == 0 || strcmp(a, "stderr") == 0)
         return 0;
-    int fd = open(a, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* O_NONBLOCK: a FIFO nobody reads fails with ENXIO instead of
+     * hanging the check, or the main thread on a reload. */
+    int fd = open(a, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
     if (fd < 0) {
         add_error(e, "%s:%u:%u: log.access: %s: %s", cfg->path, cfg->log.access_pos.line,
-                  cfg->log.access_pos.col, a, strerror(errno));
+                  cfg->log.access_pos.col, a,
+                  errno == ENXIO ? "a FIFO that nothing reads" : strerror(errno));
         return -1;
     }
     close(fd);

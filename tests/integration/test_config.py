@@ -16,10 +16,10 @@ def run(args, cwd=None, env=None, timeout=20):
                           timeout=T(timeout), stdin=subprocess.DEVNULL)
 
 
-def check(tmp_path, yaml_text, name="moat.yaml"):
+def check(tmp_path, yaml_text, name="moat.yaml", timeout=20):
     p = tmp_path / name
     p.write_text(yaml_text)
-    r = run(["-t", "-c", str(p)], cwd=str(tmp_path))
+    r = run(["-t", "-c", str(p)], cwd=str(tmp_path), timeout=timeout)
     return r, r.stdout.decode(), r.stderr.decode()
 
 
@@ -118,6 +118,21 @@ def test_t_warns_of_a_memory_budget_no_client_fits_under(tmp_path, certs):
     assert "warning: limits.max_memory (1024 KiB) is below the" in err, err
     r, out, err = check(tmp_path, good_yaml(certs) + "limits:\n  max_memory: 512m\n")
     assert r.returncode == 0 and "warning" not in err, err
+
+
+@pytest.mark.parametrize("where", ["config", "access-log"])
+def test_t_refuses_a_fifo_at_once(tmp_path, certs, where):
+    """A FIFO blocks whoever opens it until its other end opens: -t used to
+    hang for good."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    if where == "config":
+        r = run(["-t", "-c", str(fifo)], cwd=str(tmp_path), timeout=5)
+        assert r.returncode == 1 and b"not a regular file" in r.stderr, r.stderr
+    else:
+        r, out, err = check(tmp_path, basic_yaml(certs, ["127.0.0.1:9"], access=str(fifo)),
+                            timeout=5)
+        assert r.returncode == 1 and "a FIFO that nothing reads" in err, err
 
 
 def test_t_yaml_syntax_error(tmp_path, certs):

@@ -278,6 +278,23 @@ def test_broken_certificate_on_sighup_keeps_the_old_one(certs, cm, live, backend
         keep.close()
 
 
+@pytest.mark.parametrize("which", ["cert", "key"])
+def test_a_fifo_in_place_of_a_certificate_fails_the_reload_at_once(certs, live, backend,
+                                                                   moat_factory, which):
+    """Opening a FIFO blocks until something writes to it: moat's main
+    thread hung there, with /healthz and /metrics silent and later reloads
+    queued.  It is refused as not a regular file, like any other."""
+    d, cert, key, serial1 = live
+    m = moat_factory(config(certs, [backend.addr], cert, key))
+    path = cert if which == "cert" else key
+    os.unlink(path)
+    os.mkfifo(path)
+    assert sighup(m, timeout=5) == "failed", m.stderr()
+    assert_failed_reload_reported(m, os.path.basename(path))
+    assert http_get(m.port("@admin"), "/healthz", timeout=3)[0] == 200
+    assert peer_serial(m.port()) == serial1
+
+
 # ---------------------------------------------------------------- the watcher
 
 def test_watch_picks_up_replaced_files_without_sighup(certs, cm, live, backend, moat_factory):
