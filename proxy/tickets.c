@@ -232,9 +232,23 @@ static int64_t period_of(const struct ticket_keys *k, time_t now)
     return (int64_t)((uint64_t)now / k->seed->rotate_s);
 }
 
-enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t name[TICKET_NAME_LEN],
-                               uint8_t iv[TICKET_IV_LEN], uint8_t *data, size_t len,
-                               uint8_t mac[TICKET_MAC_LEN], time_t now)
+/* What a ticket authenticates besides its contents. */
+struct ticket_aad {
+    uint8_t bytes[TICKET_NAME_LEN + GCM_IV_LEN + 1];
+};
+
+static struct ticket_aad ticket_aad(const uint8_t *name, const uint8_t *iv, uint8_t binding)
+{
+    struct ticket_aad a;
+    memcpy(a.bytes, name, TICKET_NAME_LEN);
+    memcpy(a.bytes + TICKET_NAME_LEN, iv, GCM_IV_LEN);
+    a.bytes[TICKET_NAME_LEN + GCM_IV_LEN] = binding;
+    return a;
+}
+
+enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t binding,
+                               uint8_t name[TICKET_NAME_LEN], uint8_t iv[TICKET_IV_LEN],
+                               uint8_t *data, size_t len, uint8_t mac[TICKET_MAC_LEN], time_t now)
 {
     struct key_slot *s = slot_for(k, period_of(k, now));
     if (s == NULL)
@@ -244,20 +258,20 @@ enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t name[TICKET_NAME_L
     memset(mac, 0, TICKET_MAC_LEN);
     if (wc_RNG_GenerateBlock(&k->rng, iv, GCM_IV_LEN) != 0)
         return TICKET_ERROR;
-    /* The key name and nonce are authenticated with the ticket. */
-    uint8_t aad[TICKET_NAME_LEN + GCM_IV_LEN];
-    memcpy(aad, name, TICKET_NAME_LEN);
-    memcpy(aad + TICKET_NAME_LEN, iv, GCM_IV_LEN);
-    if (wc_AesGcmEncrypt(&s->aes, data, data, (word32)len, iv, GCM_IV_LEN, mac, GCM_TAG_LEN, aad,
-                         sizeof(aad)) != 0)
+    /* The key name, the nonce and the binding are authenticated with the
+     * ticket. */
+    struct ticket_aad aad = ticket_aad(name, iv, binding);
+    if (wc_AesGcmEncrypt(&s->aes, data, data, (word32)len, iv, GCM_IV_LEN, mac, GCM_TAG_LEN,
+                         aad.bytes, sizeof(aad.bytes)) != 0)
         return TICKET_ERROR;
     STAT_INC(k->stats->issued);
     return TICKET_OK;
 }
 
-enum ticket_result ticket_open(struct ticket_keys *k, const uint8_t name[TICKET_NAME_LEN],
-                               const uint8_t iv[TICKET_IV_LEN], uint8_t *data, size_t len,
-                               const uint8_t mac[TICKET_MAC_LEN], time_t now)
+enum ticket_result ticket_open(struct ticket_keys *k, uint8_t binding,
+                               const uint8_t name[TICKET_NAME_LEN], const uint8_t iv[TICKET_IV_LEN],
+                               uint8_t *data, size_t len, const uint8_t mac[TICKET_MAC_LEN],
+                               time_t now)
 {
     int64_t p = period_of(k, now);
     /* Current period first: the common case. */
@@ -268,11 +282,9 @@ enum ticket_result ticket_open(struct ticket_keys *k, const uint8_t name[TICKET_
             return TICKET_ERROR;
         if (memcmp(s->name, name, TICKET_NAME_LEN) != 0)
             continue;
-        uint8_t aad[TICKET_NAME_LEN + GCM_IV_LEN];
-        memcpy(aad, name, TICKET_NAME_LEN);
-        memcpy(aad + TICKET_NAME_LEN, iv, GCM_IV_LEN);
+        struct ticket_aad aad = ticket_aad(name, iv, binding);
         if (wc_AesGcmDecrypt(&s->aes, data, data, (word32)len, iv, GCM_IV_LEN, mac, GCM_TAG_LEN,
-                             aad, sizeof(aad)) != 0) {
+                             aad.bytes, sizeof(aad.bytes)) != 0) {
             STAT_INC(k->stats->rejected);
             return TICKET_BAD;
         }

@@ -62,14 +62,17 @@ enum ticket_result {
 };
 
 /* Encrypts data[0..len) in place under the current key; fills name, iv and
- * mac.  Returns TICKET_OK or TICKET_ERROR. */
-enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t name[TICKET_NAME_LEN],
-                               uint8_t iv[TICKET_IV_LEN], uint8_t *data, size_t len,
-                               uint8_t mac[TICKET_MAC_LEN], time_t now);
+ * mac.  binding (which of the listener's certificates proved the session)
+ * is authenticated with it: the ticket opens only under the same one.
+ * Returns TICKET_OK or TICKET_ERROR. */
+enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t binding,
+                               uint8_t name[TICKET_NAME_LEN], uint8_t iv[TICKET_IV_LEN],
+                               uint8_t *data, size_t len, uint8_t mac[TICKET_MAC_LEN], time_t now);
 /* Decrypts and authenticates data[0..len) in place. */
-enum ticket_result ticket_open(struct ticket_keys *k, const uint8_t name[TICKET_NAME_LEN],
-                               const uint8_t iv[TICKET_IV_LEN], uint8_t *data, size_t len,
-                               const uint8_t mac[TICKET_MAC_LEN], time_t now);
+enum ticket_result ticket_open(struct ticket_keys *k, uint8_t binding,
+                               const uint8_t name[TICKET_NAME_LEN], const uint8_t iv[TICKET_IV_LEN],
+                               uint8_t *data, size_t len, const uint8_t mac[TICKET_MAC_LEN],
+                               time_t now);
 
 uint64_t ticket_seed_rotate(const struct ticket_seed *seed);
 

@@ -194,22 +194,25 @@ static WOLFSSL_SESSION *on_session_get(WOLFSSL *ssl, const unsigned char *id, in
 }
 
 /* Session tickets under moat's key ring.  A ticket that cannot be opened
- * means a full handshake, never a failed one. */
+ * means a full handshake, never a failed one.  Like the session cache, a
+ * ticket is bound to the certificate that proved the session: under
+ * another server name it would resume without that name's certificate. */
 static int on_ticket(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
                      unsigned char iv[WOLFSSL_TICKET_IV_SZ],
                      unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *ticket,
                      int len, int *outlen, void *ctx)
 {
     struct ticket_keys *keys = ctx;
-    (void)ssl;
+    const struct tls_session *s = wolfSSL_GetIOReadCtx(ssl);
     *outlen = len;
-    if (len <= 0)
+    if (len <= 0 || s == NULL)
         return WOLFSSL_TICKET_RET_REJECT;
     if (enc)
-        return ticket_seal(keys, name, iv, ticket, (size_t)len, mac, time(NULL)) == TICKET_OK
+        return ticket_seal(keys, s->cert_index, name, iv, ticket, (size_t)len, mac, time(NULL)) ==
+                       TICKET_OK
                    ? WOLFSSL_TICKET_RET_OK
                    : WOLFSSL_TICKET_RET_FATAL;
-    switch (ticket_open(keys, name, iv, ticket, (size_t)len, mac, time(NULL))) {
+    switch (ticket_open(keys, s->cert_index, name, iv, ticket, (size_t)len, mac, time(NULL))) {
     case TICKET_OK: return WOLFSSL_TICKET_RET_OK;
     case TICKET_OK_RENEW: return WOLFSSL_TICKET_RET_CREATE;
     default: return WOLFSSL_TICKET_RET_REJECT;

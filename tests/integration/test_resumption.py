@@ -104,6 +104,25 @@ def test_s_client_tls13_sess_out_sess_in(certs, backend, moat_factory, tmp_path)
     assert b"HTTP/1.1 200" in r.stdout
 
 
+@pytest.mark.parametrize("flag", ["-tls1_3", "-tls1_2"], ids=["tls13", "tls12-ticket"])
+def test_a_ticket_resumes_only_under_its_certificate(certs, backend, moat_factory, tmp_path,
+                                                      flag):
+    """A ticket issued under site.test's certificate offered with SNI
+    alt.test, which picks another certificate: a resumption would skip that
+    certificate altogether.  A full handshake instead; the session cache
+    already worked this way for session IDs."""
+    m = moat_factory(basic_yaml(certs, [backend.addr], second_cert=True))
+    sess = str(tmp_path / "sess.pem")
+    req = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    r = s_client(m.port(), flag, "-sess_out", sess, "-ign_eof", data=req, servername="site.test")
+    assert b"New, TLSv1." in r.stdout and os.path.getsize(sess) > 0, r.stdout.decode()
+    r = s_client(m.port(), flag, "-sess_in", sess, "-ign_eof", data=req, servername="alt.test")
+    assert b"New, TLSv1." in r.stdout, r.stdout.decode()
+    assert b"CN = alt.test" in r.stdout, r.stdout.decode()
+    r = s_client(m.port(), flag, "-sess_in", sess, "-ign_eof", data=req, servername="site.test")
+    assert b"Reused, TLSv1." in r.stdout, r.stdout.decode()
+
+
 @pytest.mark.parametrize("version,tickets", [(TLS12, False), (TLS12, True), (TLS13, True)],
                          ids=["tls12-id", "tls12-ticket", "tls13"])
 def test_python_session_reused(certs, backend, moat_factory, version, tickets):
