@@ -399,8 +399,17 @@ static void conn_process_loop(struct conn *c)
             if (rc != TLS_OK) {
                 char why[128];
                 STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
-                log_debug("connection from %s: handshake failed: %s", c->peer_ip,
-                          tls_session_error(c->tls, why, sizeof(why)));
+                /* A refused client certificate is an operator's question
+                 * ("why can't this service connect?"), as in nginx's
+                 * error log; other failures are scanners' noise. */
+                if (tls_session_client_cert_refused(c->tls))
+                    log_info("connection from %s to listener \"%s\": client certificate "
+                             "refused: %s",
+                             c->peer_ip, c->gen->cfg->listeners[c->lidx].name,
+                             tls_session_error(c->tls, why, sizeof(why)));
+                else
+                    log_debug("connection from %s: handshake failed: %s", c->peer_ip,
+                              tls_session_error(c->tls, why, sizeof(why)));
                 if (c->out.bytes == 0 && tls_session_refused_silently(c->tls)) {
                     refuse_handshake(c, tls_handshake_failure_alert); /* wolfSSL sends none */
                     return;

@@ -659,6 +659,26 @@ int tls_session_refused_silently(struct tls_session *s)
            (s->last_error == NO_PEER_CERT && !tls_session_is_tls13(s));
 }
 
+int tls_session_client_cert_refused(struct tls_session *s)
+{
+    switch (s->last_error) {
+    case NO_PEER_CERT:
+    case VERIFY_CERT_ERROR:
+    case KEYUSE_SIGNATURE_E:
+    case EXTKEYUSE_AUTH_E:
+    case ASN_NO_SIGNER_E:
+    case ASN_BEFORE_DATE_E:
+    case ASN_AFTER_DATE_E:
+    case ASN_SIG_CONFIRM_E:
+    case ASN_PATHLEN_INV_E:
+    case ASN_SELF_SIGNED_E:
+    case ASN_VERSION_E:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 const char *tls_session_error(struct tls_session *s, char *buf, size_t len)
 {
     char tmp[WOLFSSL_MAX_ERROR_SZ];

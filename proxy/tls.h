@@ -120,5 +120,7 @@ int tls_session_is_tls13(struct tls_session *s);
 int tls_session_refused_silently(struct tls_session *s);
 /* The last error as text, for the error log. */
 const char *tls_session_error(struct tls_session *s, char *buf, size_t len);
+/* 1 when the handshake failed on the client's certificate (mutual TLS). */
+int tls_session_client_cert_refused(struct tls_session *s);
 
 #endif

@@ -106,6 +106,11 @@ def test_required_admits_only_clients_the_ca_signed(certs, backend, moat_factory
         r = attempt(m.port(), ctx_for(certs, pki, version, who))
         assert r[0] == "refused", (who, r)
     assert handshake_errors(m) == 2
+    # at the default level, naming the listener and wolfSSL's reason
+    refusals = [l for l in m.stderr().splitlines()
+                if '[info] connection from 127.0.0.1 to listener "public": client certificate '
+                   'refused: ' in l]
+    assert len(refusals) == 2, m.stderr()
     assert backend.connections == 1  # nothing of a refused client went upstream
 
 
