@@ -176,11 +176,42 @@ static const char *type_name(enum cfg_type t)
 
 #define FIELD_PTR(base, off, type) ((type *)((char *)(base) + (off)))
 
+/* A bound written the way the field is: 10ms, 1h, 16k, 1m or 256. */
+static void format_bound(enum cfg_type t, uint64_t v, char *buf, size_t len)
+{
+    struct unit {
+        uint64_t n;
+        const char *suffix;
+    };
+    static const struct unit duration_units[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
+    static const struct unit size_units[] = {{1024 * 1024, "m"}, {1024, "k"}, {1, ""}};
+    static const struct unit plain[] = {{1, ""}};
+    const struct unit *u = plain;
+    size_t n = 1;
+    if (t == CFG_T_DURATION) {
+        u = duration_units;
+        n = sizeof(duration_units) / sizeof(duration_units[0]);
+    } else if (t == CFG_T_SIZE) {
+        u = size_units;
+        n = sizeof(size_units) / sizeof(size_units[0]);
+    }
+    size_t i = v == 0 ? n - 1 : 0;
+    while (v % u[i].n != 0)
+        i++;
+    snprintf(buf, len, "%llu%s", (unsigned long long)(v / u[i].n), u[i].suffix);
+}
+
 static int check_bounds(struct cfg_loader *ld, const struct cfg_field *f, struct cfg_pos pos,
                         uint64_t v, const char *text)
 {
     if (v < f->min || (f->max != 0 && v > f->max)) {
-        cfg_error(ld, pos, "\"%s\": %s is out of range", f->key, text);
+        char lo[32], hi[32];
+        format_bound(f->type, f->min, lo, sizeof(lo));
+        format_bound(f->type, f->max, hi, sizeof(hi));
+        if (f->max != 0)
+            cfg_error(ld, pos, "\"%s\": %s is out of range (%s to %s)", f->key, text, lo, hi);
+        else
+            cfg_error(ld, pos, "\"%s\": %s is out of range (at least %s)", f->key, text, lo);
         return -1;
     }
     return 0;

@@ -412,7 +412,7 @@ static void test_paths(void)
         CHECK(0);
         return;
     }
-    char path[256], want[300];
+    char path[256], want[400];
     snprintf(path, sizeof(path), "%s/moat.yaml", dir);
     FILE *f = fopen(path, "w");
     CHECK(f != NULL);
@@ -437,7 +437,7 @@ static void test_paths(void)
         fputs(BASE "workers: 0\n", f);
         fclose(f);
         CHECK_INT(cfg_load(path, &c, err, sizeof(err)), -1);
-        snprintf(want, sizeof(want), "%s:14:10: \"workers\": 0 is out of range", path);
+        snprintf(want, sizeof(want), "%s:14:10: \"workers\": 0 is out of range (1 to 256)", path);
         CHECK_STR(err, want);
     }
     unlink(path);
@@ -499,16 +499,16 @@ static void test_errors_exact(void)
                  "\"debug\"");
 
     /* out of range */
-    expect_error(BASE "workers: 0\n", "t.yaml:14:10: \"workers\": 0 is out of range");
-    expect_error(BASE "workers: 257\n", "t.yaml:14:10: \"workers\": 257 is out of range");
+    expect_error(BASE "workers: 0\n", "t.yaml:14:10: \"workers\": 0 is out of range (1 to 256)");
+    expect_error(BASE "workers: 257\n", "t.yaml:14:10: \"workers\": 257 is out of range (1 to 256)");
     expect_error(BASE "limits:\n  max_headers: 1001\n",
-                 "t.yaml:15:16: \"max_headers\": 1001 is out of range");
+                 "t.yaml:15:16: \"max_headers\": 1001 is out of range (1 to 1000)");
     expect_error(BASE "limits:\n  max_header_bytes: 512\n",
-                 "t.yaml:15:21: \"max_header_bytes\": 512 is out of range");
+                 "t.yaml:15:21: \"max_header_bytes\": 512 is out of range (1k to 1m)");
     expect_error(BASE_LISTENERS BASE_ROUTES BASE_UPSTREAMS "    keepalive: 70000\n",
-                 "t.yaml:14:16: \"keepalive\": 70000 is out of range");
+                 "t.yaml:14:16: \"keepalive\": 70000 is out of range (0 to 65535)");
     expect_error(BASE "timeouts:\n  client_header: 0s\n",
-                 "t.yaml:15:18: \"client_header\": 0s is out of range");
+                 "t.yaml:15:18: \"client_header\": 0s is out of range (1ms to 1h)");
 
     /* bad durations and sizes */
     expect_error(BASE "timeouts:\n  client_header: 10x\n",
@@ -747,10 +747,10 @@ static void test_errors_multiple(void)
                       "shutdown_timeout: soon\n"
                       "limits:\n"
                       "  max_headers: 0\n",
-                 "t.yaml:14:10: \"workers\": 0 is out of range\n"
+                 "t.yaml:14:10: \"workers\": 0 is out of range (1 to 256)\n"
                  "t.yaml:15:19: \"shutdown_timeout\": expected a duration such as 250ms, 10s, 5m "
                  "or 12h, got \"soon\"\n"
-                 "t.yaml:17:16: \"max_headers\": 0 is out of range");
+                 "t.yaml:17:16: \"max_headers\": 0 is out of range (1 to 1000)");
     /* Checks across keys also report every problem. */
     expect_error("listeners:\n"
                  "  - name: a\n"
@@ -827,10 +827,10 @@ static void test_resumption(void)
     }
     expect_error(BASE_LISTENERS "      session_cache:\n        timeout: 10ms\n" BASE_ROUTES
                      BASE_UPSTREAMS,
-                 "t.yaml:9:18: \"timeout\": 10ms is out of range");
+                 "t.yaml:9:18: \"timeout\": 10ms is out of range (1s to 24h)");
     expect_error(BASE_LISTENERS "      session_tickets:\n        rotate: 30d\n" BASE_ROUTES
                      BASE_UPSTREAMS,
-                 "t.yaml:9:17: \"rotate\": 30d is out of range");
+                 "t.yaml:9:17: \"rotate\": 30d is out of range (1s to 72h)");
     expect_error(BASE_LISTENERS "      session_tickets:\n        enabled: yes\n" BASE_ROUTES
                      BASE_UPSTREAMS,
                  "t.yaml:9:18: \"enabled\": expected true or false, got \"yes\"");
