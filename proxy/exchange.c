@@ -274,7 +274,9 @@ void exchange_abort(struct conn *c)
     struct exchange *x = c->x;
     if (x == NULL)
         return;
-    if (x->req_head_done && !x->resp_done) {
+    if (x->upgraded) {
+        log_access(x);
+    } else if (x->req_head_done && !x->resp_done) {
         if (x->status == 0)
             x->status = 499; /* nginx's "client closed request" */
         log_access(x);
@@ -693,8 +695,11 @@ static int relay_response(struct exchange *x, const char *p, size_t n)
     }
     if (x->upgraded) {
         /* Tunnel bytes that came with the 101, in order. */
-        if (x->rhead != NULL)
+        if (x->rhead != NULL) {
             http1_out_put(&x->out, x->rhead->data, x->rhead->len);
+            x->resp_bytes += x->rhead->len;
+        }
+        x->resp_bytes += n;
         buf_chunk_put(&x->g->inbufs, &x->rhead);
         http1_out_put(&x->out, p, n);
         return 0;
@@ -710,7 +715,8 @@ static void after_relay(struct exchange *x)
     if (flush_client(x) != 0 || c->state == CONN_CLOSED)
         return;
     if (x->upgraded) {
-        log_access(x);
+        /* Logged when the tunnel ends (exchange_abort), with its bytes and
+         * duration, as nginx logs a WebSocket. */
         conn_consume_input(c, 0, x->head_len);
         x->head_len = 0;
         upconn_set_timeout(x->up, 0);
@@ -750,6 +756,7 @@ static void tunnel_to_client(struct exchange *x, const char *p, size_t n)
 {
     struct conn *c = x->c;
     conn_set_timeout(c, x->g->cfg->timeouts.client_idle_ms);
+    x->resp_bytes += n;
     if (sink_write(conn_sink(c), p, n) != 0 || conn_flush(c) != 0)
         return;
     if (conn_out_pending(c) > CONN_HIGH_WATER) {

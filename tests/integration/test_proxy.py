@@ -2,6 +2,7 @@
 ways, keep-alive on both sides, pipelining, HEAD/204/304, 100-continue,
 upgrade, routing, HSTS."""
 import hashlib
+import json
 import threading
 import time
 
@@ -486,6 +487,12 @@ def test_websocket_upgrade_tunnels_both_ways(proxy, certs):
     # the client's close reaches the backend
     wait_for(lambda: b.connections == 1 and b.open_connections() == 0, 5,
              "the backend side of the tunnel to close")
+    # logged once the tunnel ended, with what went to the client through it
+    def tunnel_entries():
+        return [e for e in map(json.loads, m.stdout().splitlines()) if e["status"] == 101]
+    wait_for(lambda: tunnel_entries(), 5, "the tunnel's access-log line")
+    [e] = tunnel_entries()
+    assert e["bytes"] >= (1 << 20) + 5 * 10240, e
 
 
 def test_upgrade_bytes_sent_before_101_are_delivered_after_it(proxy, certs):
