@@ -259,7 +259,6 @@ static void log_listeners(const struct runtime *rt)
 
 static void start_reload(struct app *a);
 
-
 static void start_admin(struct app *a, struct runtime *rt)
 {
     char err[256];
