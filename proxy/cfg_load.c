@@ -99,6 +99,11 @@ void cfg_error(struct cfg_loader *ld, struct cfg_pos pos, const char *fmt, ...)
     va_start(ap, fmt);
     int m = vsnprintf(p + n, room - (size_t)n, fmt, ap);
     va_end(ap);
+    /* One line per error: a value quoted from the file may hold a newline
+     * or other control bytes. */
+    for (char *q = p + n; *q != '\0'; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            *q = '?';
     size_t total = (size_t)n + (m > 0 ? (size_t)m : 0);
     ld->errpos += total < room ? total : room - 1;
 }

@@ -751,6 +751,10 @@ static void test_errors_multiple(void)
                  "t.yaml:15:19: \"shutdown_timeout\": expected a duration such as 250ms, 10s, 5m "
                  "or 12h, got \"soon\"\n"
                  "t.yaml:17:16: \"max_headers\": 0 is out of range (1 to 1000)");
+    /* One line per error, whatever the quoted value holds. */
+    expect_error(BASE "shutdown_timeout: \"1\\n\\ts\"\n",
+                 "t.yaml:14:19: \"shutdown_timeout\": expected a duration such as 250ms, 10s, 5m "
+                 "or 12h, got \"1??s\"");
     /* Checks across keys also report every problem. */
     expect_error("listeners:\n"
                  "  - name: a\n"
