@@ -447,6 +447,19 @@ static void test_paths(void)
     CHECK_CONTAINS(err, "absent.yaml: cannot open");
 }
 
+/* The base configuration with a second TLS listener "b" on bind. */
+static void second_listener_yaml(char *out, size_t len, const char *bind)
+{
+    snprintf(out, len,
+             BASE_LISTENERS "  - name: b\n"
+                            "    bind: \"%s\"\n"
+                            "    tls:\n"
+                            "      certificates:\n"
+                            "        - cert: c.pem\n"
+                            "          key: k.pem\n" BASE_ROUTES BASE_UPSTREAMS,
+             bind);
+}
+
 static void test_errors_exact(void)
 {
     expect_error(BASE_LISTENERS
@@ -567,14 +580,7 @@ static void test_errors_exact(void)
     static const char *const overlapping[] = {"0.0.0.0:8443", "[::]:8443", "[::ffff:127.0.0.1]:8443"};
     for (size_t i = 0; i < sizeof(overlapping) / sizeof(overlapping[0]); i++) {
         char yaml[1024], want[256];
-        snprintf(yaml, sizeof(yaml),
-                 BASE_LISTENERS "  - name: b\n"
-                                "    bind: \"%s\"\n"
-                                "    tls:\n"
-                                "      certificates:\n"
-                                "        - cert: c.pem\n"
-                                "          key: k.pem\n" BASE_ROUTES BASE_UPSTREAMS,
-                 overlapping[i]);
+        second_listener_yaml(yaml, sizeof(yaml), overlapping[i]);
         snprintf(want, sizeof(want),
                  "t.yaml:9:11: listener \"b\": %s overlaps 127.0.0.1:8443 of \"a\": the kernel "
                  "would split clients between them",
@@ -585,14 +591,7 @@ static void test_errors_exact(void)
     static const char *const apart[] = {"127.0.0.2:8443", "[::1]:8443", "0.0.0.0:8444"};
     for (size_t i = 0; i < sizeof(apart) / sizeof(apart[0]); i++) {
         char yaml[1024];
-        snprintf(yaml, sizeof(yaml),
-                 BASE_LISTENERS "  - name: b\n"
-                                "    bind: \"%s\"\n"
-                                "    tls:\n"
-                                "      certificates:\n"
-                                "        - cert: c.pem\n"
-                                "          key: k.pem\n" BASE_ROUTES BASE_UPSTREAMS,
-                 apart[i]);
+        second_listener_yaml(yaml, sizeof(yaml), apart[i]);
         struct cfg *c = load(yaml);
         cfg_free(&c);
     }
