@@ -566,36 +566,22 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
     memcpy(buf + c->spill_len, p, n);
     c->spill = buf;
     c->spill_len += n;
-    switch (tls_sniff(c->spill, c->spill_len, sni)) {
-    case TLS_SNIFF_MORE:
+    enum tls_sniff kind = tls_sniff(c->spill, c->spill_len, sni);
+    if (kind == TLS_SNIFF_MORE)
         return;
-    case TLS_SNIFF_HTTP:
+    if (kind != TLS_SNIFF_TLS) {
         STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
-        answer_plain_http(c);
+        const uint8_t *alert = tls_sniff_alert(kind);
+        if (kind == TLS_SNIFF_HTTP)
+            answer_plain_http(c);
+        else if (alert != NULL) {
+            if (kind == TLS_SNIFF_NO_GROUP)
+                log_debug("connection from %s: no key-exchange group in common", c->peer_ip);
+            refuse_handshake(c, alert);
+        }
+        else
+            conn_abort(c);
         return;
-    case TLS_SNIFF_GARBAGE:
-        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
-        conn_abort(c);
-        return;
-    case TLS_SNIFF_NO_GROUP:
-        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
-        log_debug("connection from %s: no key-exchange group in common", c->peer_ip);
-        refuse_handshake(c, tls_handshake_failure_alert);
-        return;
-    case TLS_SNIFF_OVERSIZE:
-        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
-        refuse_handshake(c, tls_record_overflow_alert);
-        return;
-    case TLS_SNIFF_BAD_NAME:
-        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
-        refuse_handshake(c, tls_unrecognized_name_alert);
-        return;
-    case TLS_SNIFF_EMPTY_NAME:
-        STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
-        refuse_handshake(c, tls_decode_error_alert);
-        return;
-    case TLS_SNIFF_TLS:
-        break;
     }
     c->tls = tls_session_new(c->gen->tls[c->lidx], sni, &c->cipher_sink.sink);
     if (c->tls == NULL) {

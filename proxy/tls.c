@@ -378,9 +378,20 @@ void tls_ctx_set_free(struct tls_ctx_set **set)
 }
 
 const uint8_t tls_handshake_failure_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28};
-const uint8_t tls_record_overflow_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x16};
-const uint8_t tls_unrecognized_name_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
-const uint8_t tls_decode_error_alert[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32};
+
+const uint8_t *tls_sniff_alert(enum tls_sniff kind)
+{
+    static const uint8_t record_overflow[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x16};
+    static const uint8_t unrecognized_name[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
+    static const uint8_t decode_error[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32};
+    switch (kind) {
+    case TLS_SNIFF_NO_GROUP: return tls_handshake_failure_alert;
+    case TLS_SNIFF_OVERSIZE: return record_overflow;
+    case TLS_SNIFF_BAD_NAME: return unrecognized_name;
+    case TLS_SNIFF_EMPTY_NAME: return decode_error;
+    default: return NULL;
+    }
+}
 
 static unsigned be16(const uint8_t *p)
 {

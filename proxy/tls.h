@@ -71,9 +71,9 @@ enum tls_sniff {
 
 /* The alert record that refuses a ClientHello (fatal handshake_failure). */
 extern const uint8_t tls_handshake_failure_alert[7];
-extern const uint8_t tls_record_overflow_alert[7];
-extern const uint8_t tls_unrecognized_name_alert[7];
-extern const uint8_t tls_decode_error_alert[7];
+/* The fatal alert record that refuses a hello the sniffer judged
+ * (NO_GROUP, OVERSIZE, BAD_NAME, EMPTY_NAME); NULL for the other kinds. */
+const uint8_t *tls_sniff_alert(enum tls_sniff kind);
 
 #define TLS_MAX_SNI 255
 
