@@ -220,6 +220,7 @@ int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *ke
 {
     memset(pair, 0, sizeof(*pair));
     snprintf(pair->source, sizeof(pair->source), "%s", cert_path);
+    snprintf(pair->key_source, sizeof(pair->key_source), "%s", key_path);
     if (read_file(cert_path, &pair->chain, &pair->chain_len, err, errlen) != 0)
         return -1;
     int rc = -1;

@@ -34,6 +34,7 @@ struct cert_pair {
     time_t not_before;
     time_t not_after;
     char source[512];           /* for messages: the certificate's path */
+    char key_source[512];       /* and the key's */
 };
 
 /*

@@ -52,14 +52,16 @@ const struct cert_cas *runtime_client_cas(const struct runtime *rt, size_t l)
 }
 
 /* Loads pair k of listener l (generates the embedded default's) and checks
- * it in a TLS context as the workers will.  Errors point at the pair. */
+ * it in a TLS context as the workers will.  Errors point at the pair and
+ * name the key at fault: the certificate, the key, or the pair when the
+ * two do not belong together. */
 static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t k,
                      const struct cert_cas *client_cas, struct cert_pair *pair,
                      struct errbuf *e)
 {
     char err[1024];
-    struct cfg_pos pos = l->tls.ncerts ? l->tls.certs[k].pos : l->tls.pos;
     time_t now = time(NULL);
+    const char *blame = ".cert";
     int rc = l->tls.ncerts == 0 ? cert_pair_generate(pair, "localhost", err, sizeof(err))
                                 : cert_pair_load(pair, l->tls.certs[k].cert, l->tls.certs[k].key,
                                                  err, sizeof(err));
@@ -69,16 +71,23 @@ static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t
         struct tls_ctx_set *set = NULL;
         rc = tls_ctx_set_new(&set, &l->tls, pair, 1, client_cas, NULL, err, sizeof(err));
         tls_ctx_set_free(&set);
+        blame = "";
     }
-    if (rc == CERT_BAD_KEY_FILE) {
-        pos = l->tls.certs[k].key_pos;
-        add_error(e, "%s:%u:%u: listener \"%s\": certificates[%zu].key: %s", cfg->path, pos.line,
-                  pos.col, l->name, k, err);
+    if (rc != 0 && l->tls.ncerts == 0) {
+        cert_pair_free(pair);
+        add_error(e, "%s:%u:%u: listener \"%s\": tls: %s", cfg->path, l->tls.pos.line,
+                  l->tls.pos.col, l->name, err);
         return -1;
     }
     if (rc != 0) {
+        struct cfg_pos pos = l->tls.certs[k].pos;
+        if (rc == CERT_BAD_KEY_FILE) {
+            pos = l->tls.certs[k].key_pos;
+            blame = ".key";
+        }
         cert_pair_free(pair);
-        add_error(e, "%s:%u:%u: listener \"%s\": %s", cfg->path, pos.line, pos.col, l->name, err);
+        add_error(e, "%s:%u:%u: listener \"%s\": certificates[%zu]%s: %s", cfg->path, pos.line,
+                  pos.col, l->name, k, blame, err);
         return -1;
     }
     if (pair->not_after - now < EXPIRY_WARNING_DAYS * 86400)

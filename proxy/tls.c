@@ -121,9 +121,9 @@ static int load_pair(WOLFSSL_CTX *ctx, const struct cert_pair *p, char *err, siz
     fmt = p->key_enc == CERT_PEM ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
     rc = wolfSSL_CTX_use_PrivateKey_buffer(ctx, p->key, (long)p->key_len, fmt);
     if (rc != WOLFSSL_SUCCESS) {
-        snprintf(err, errlen, "%s: the private key does not load (wolfSSL error %d)", p->source,
-                 rc);
-        return -1;
+        snprintf(err, errlen, "%s: the private key does not load (wolfSSL error %d)",
+                 p->key_source, rc);
+        return CERT_BAD_KEY_FILE;
     }
     if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
         snprintf(err, errlen, "%s: the private key does not match the certificate", p->source);
@@ -335,6 +335,7 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
         free(set);
         return -1;
     }
+    int rc = 0;
     set->ncerts = npairs;
     set->alpn = cfg->nalpn > 0;
     if (res != NULL)
@@ -342,8 +343,10 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
     for (size_t i = 0; i < npairs; i++) {
         struct tls_cert_ctx *c = &set->certs[i];
         c->ctx = new_ctx(cfg, err, errlen);
-        if (c->ctx == NULL || load_pair(c->ctx, &pairs[i], err, errlen) != 0 ||
-            setup_resumption(c->ctx, &set->res, err, errlen) != 0)
+        if (c->ctx == NULL)
+            goto fail;
+        rc = load_pair(c->ctx, &pairs[i], err, errlen);
+        if (rc != 0 || setup_resumption(c->ctx, &set->res, err, errlen) != 0)
             goto fail;
         if (client_cas != NULL &&
             setup_client_auth(c->ctx, client_cas, cfg->client_auth.required, err, errlen) != 0)
@@ -362,7 +365,7 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
     return 0;
 fail:
     tls_ctx_set_free(&set);
-    return -1;
+    return rc == CERT_BAD_KEY_FILE ? rc : -1;
 }
 
 void tls_ctx_set_free(struct tls_ctx_set **set)

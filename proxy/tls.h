@@ -48,7 +48,8 @@ const char *tls_library_build(void);
  * Builds contexts for a listener from certificates already read by cert.
  * Checks that every key matches its certificate.  client_cas: the CAs of
  * cfg's client_auth (NULL: no client certificates asked for).  Returns 0,
- * or -1 with a message naming the certificate file.
+ * or with a message naming the file at fault CERT_BAD_KEY_FILE when a key
+ * does not load, -1 otherwise.
  */
 int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
                     const struct cert_pair *pairs, size_t npairs,

@@ -213,6 +213,29 @@ def test_t_missing_key_file_points_at_the_key(tmp_path, certs):
                      r"cannot open" % key_line, err), err
 
 
+def test_t_certificate_file_errors_name_the_cert_key(tmp_path, certs):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    for path, why in ((tmp_path / "gone.pem", "cannot open"), (junk, "not a PEM certificate")):
+        text = good_yaml(certs).replace(certs.site_cert, str(path))
+        cert_line, _ = line_of(text, "- cert:")
+        r, out, err = check(tmp_path, text)
+        assert r.returncode == 1
+        assert re.search(r"moat\.yaml:%d:\d+: listener \"public\": certificates\[0\]\.cert: "
+                         r".*%s: %s" % (cert_line, path.name, why), err), err
+
+
+def test_t_a_key_that_does_not_decode_points_at_the_key(tmp_path, certs):
+    bad = tmp_path / "bad.key"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    text = good_yaml(certs).replace(certs.site_key, str(bad))
+    key_line, _ = line_of(text, "key: ")
+    r, out, err = check(tmp_path, text)
+    assert r.returncode == 1
+    assert re.search(r"moat\.yaml:%d:\d+: listener \"public\": certificates\[0\]\.key: .*bad\.key: "
+                     r"the private key does not load" % key_line, err), err
+
+
 def test_t_checks_the_access_log_file(tmp_path, certs):
     text = basic_yaml(certs, ["127.0.0.1:9"], access=str(tmp_path / "no-such-dir" / "a.log"))
     line, _ = line_of(text, "access: ")
