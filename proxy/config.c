@@ -178,6 +178,7 @@ struct top_raw {
     struct cfg_pos access_pos;
     struct cfg_pos hsts_pos;
     struct cfg_pos routes_pos;
+    struct cfg_pos upstreams_pos;
     struct cfg_pos listeners_pos;
     struct cfg_pos admin_bind_pos;
 };
@@ -242,11 +243,12 @@ static const struct cfg_field top_fields[] = {
           .count_off = offsetof(struct top_raw, c.nlisteners),
           .pos_off = offsetof(struct top_raw, listeners_pos)),
     FIELD(struct top_raw, "routes", CFG_T_SECTION_SEQ, c.routes,
-          .flags = CFG_F_REQUIRED | CFG_F_POS, .section = &route_section,
+          .flags = CFG_F_POS, .section = &route_section,
           .count_off = offsetof(struct top_raw, c.nroutes),
           .pos_off = offsetof(struct top_raw, routes_pos)),
-    FIELD(struct top_raw, "upstreams", CFG_T_SECTION_MAP, upstreams, .flags = CFG_F_REQUIRED,
-          .section = &upstream_section, .count_off = offsetof(struct top_raw, nupstreams)),
+    FIELD(struct top_raw, "upstreams", CFG_T_SECTION_MAP, upstreams, .flags = CFG_F_POS,
+          .section = &upstream_section, .count_off = offsetof(struct top_raw, nupstreams),
+          .pos_off = offsetof(struct top_raw, upstreams_pos)),
     FIELD(struct top_raw, "timeouts", CFG_T_SECTION, c, .section = &timeouts_section),
     FIELD(struct top_raw, "limits", CFG_T_SECTION, c, .section = &limits_section),
     FIELD(struct top_raw, "forwarding", CFG_T_SECTION, c, .section = &forwarding_section),
@@ -538,11 +540,22 @@ static int valid_route_path(const char *p)
     return 1;
 }
 
+/* Routes and upstreams serve the TLS listeners: a configuration of
+ * redirect listeners alone may leave both out. */
 static void check_routes(struct cfg_loader *ld, struct top_raw *r)
 {
     struct cfg *c = &r->c;
-    if (c->nroutes == 0)
+    int forwards = 0;
+    for (size_t i = 0; i < c->nlisteners; i++)
+        forwards |= c->listeners[i].has_tls;
+    const struct cfg_pos top = {1, 1};
+    if (forwards && r->routes_pos.line == 0)
+        cfg_error(ld, top, "the top level: missing required key \"routes\"");
+    else if (forwards && c->nroutes == 0)
         cfg_error(ld, r->routes_pos, "at least one route is needed");
+    int upstreams_missing = forwards && r->upstreams_pos.line == 0;
+    if (upstreams_missing)
+        cfg_error(ld, top, "the top level: missing required key \"upstreams\"");
     for (size_t i = 0; i < c->nroutes; i++) {
         struct cfg_route *rt = &c->routes[i];
         if (rt->upstream_name == NULL || rt->path == NULL)
@@ -571,7 +584,7 @@ static void check_routes(struct cfg_loader *ld, struct top_raw *r)
         for (u = 0; u < c->nupstreams; u++)
             if (strcmp(c->upstreams[u].name, rt->upstream_name) == 0)
                 break;
-        if (u == c->nupstreams)
+        if (u == c->nupstreams && !upstreams_missing)
             cfg_error(ld, rt->upstream_pos, "upstream \"%s\" is not defined", rt->upstream_name);
         rt->upstream = u;
         for (size_t j = 0; j < i; j++) {

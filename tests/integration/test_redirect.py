@@ -204,3 +204,12 @@ def test_redirect_listener_added_and_changed_by_reload(certs, backend, moat_fact
     assert sighup(m) == "ok", m.stderr()
     status, headers, _ = ask(p, raw)
     assert status == 308 and header(headers, "Location") == "https://a.test:443/r"
+
+
+def test_a_configuration_of_redirect_listeners_alone_needs_no_routes(moat_factory):
+    # A port-80 sidecar next to another TLS terminator: nothing to forward,
+    # so no routes or upstreams, as nginx runs a server that only returns.
+    m = moat_factory("listeners:\n" + REDIRECT % 443 + ADMIN)
+    status, headers, _ = ask(m.port("redirect"), b"GET /a?b HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    assert status == 308 and header(headers, "Location") == "https://a.test:443/a?b", headers
+    assert scrape(m).value("moat_connections_total", listener="redirect") == 1

@@ -870,6 +870,18 @@ static void test_lifecycle_keys(void)
         CHECK_INT(sockaddr_port((struct sockaddr *)&c->admin.addr), 9901);
         cfg_free(&c);
     }
+    /* Redirect listeners alone forward nothing: no routes or upstreams. */
+    c = load("listeners:\n"
+             "  - name: plain\n"
+             "    bind: \"127.0.0.1:8080\"\n"
+             "    redirect_to_https: 443\n");
+    if (c != NULL) {
+        CHECK_INT(c->nroutes, 0);
+        CHECK_INT(c->nupstreams, 0);
+        cfg_free(&c);
+    }
+    expect_error(BASE_LISTENERS BASE_UPSTREAMS,
+                 "t.yaml:1:1: the top level: missing required key \"routes\"");
     c = load(BASE);
     if (c != NULL) {
         CHECK_INT(c->admin.enabled, 0);
