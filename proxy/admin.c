@@ -128,7 +128,7 @@ static void render_listeners(struct text *t, const struct admin_source *src)
     /* Every listener name any worker has counted for, current or not. */
     struct {
         const char *name;
-        uint64_t conns, refused, refused_memory, hs[2][2], errors, tickets[3];
+        uint64_t tls, conns, refused, refused_memory, hs[2][2], errors, tickets[3];
     } sums[256];
     size_t n = 0;
     for (unsigned w = 0; w < *src->nworkers; w++) {
@@ -144,6 +144,7 @@ static void render_listeners(struct text *t, const struct admin_source *src)
                 memset(&sums[n], 0, sizeof(sums[n]));
                 sums[n++].name = s->name;
             }
+            sums[k].tls |= STAT_GET(s->tls);
             sums[k].conns += STAT_GET(s->connections);
             sums[k].refused += STAT_GET(s->refused);
             sums[k].refused_memory += STAT_GET(s->refused_memory);
@@ -169,9 +170,10 @@ static void render_listeners(struct text *t, const struct admin_source *src)
         text_printf(t, "moat_connections_refused_total{listener=\"%s\",reason=\"max_memory\"} %llu\n",
                     label(sums[k].name, l, sizeof(l)), (unsigned long long)sums[k].refused_memory);
     }
+    /* Redirect listeners do no TLS: they get no TLS series. */
     family(t, "moat_tls_handshakes_total", "counter", "Completed TLS handshakes.");
     for (size_t k = 0; k < n; k++)
-        for (int v = 0; v < 2; v++)
+        for (int v = 0; sums[k].tls && v < 2; v++)
             for (int r = 0; r < 2; r++)
                 text_printf(t,
                             "moat_tls_handshakes_total{listener=\"%s\",version=\"%s\","
@@ -181,13 +183,14 @@ static void render_listeners(struct text *t, const struct admin_source *src)
     family(t, "moat_tls_handshake_errors_total", "counter",
            "Handshakes that failed or timed out, and non-TLS bytes on a TLS port.");
     for (size_t k = 0; k < n; k++)
-        text_printf(t, "moat_tls_handshake_errors_total{listener=\"%s\"} %llu\n",
-                    label(sums[k].name, l, sizeof(l)), (unsigned long long)sums[k].errors);
+        if (sums[k].tls)
+            text_printf(t, "moat_tls_handshake_errors_total{listener=\"%s\"} %llu\n",
+                        label(sums[k].name, l, sizeof(l)), (unsigned long long)sums[k].errors);
     family(t, "moat_session_tickets_total", "counter",
            "Session tickets issued, and tickets presented that were accepted or rejected.");
     static const char *const results[] = {"issued", "accepted", "rejected"};
     for (size_t k = 0; k < n; k++)
-        for (int r = 0; r < 3; r++)
+        for (int r = 0; sums[k].tls && r < 3; r++)
             text_printf(t, "moat_session_tickets_total{listener=\"%s\",result=\"%s\"} %llu\n",
                         label(sums[k].name, l, sizeof(l)), results[r],
                         (unsigned long long)sums[k].tickets[r]);

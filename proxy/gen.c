@@ -108,6 +108,7 @@ struct gen *gen_new(struct worker *w, struct runtime *rt, char *err, size_t errl
         }
         if (!lc->has_tls)
             continue; /* a redirect listener */
+        __atomic_store_n(&g->lstats[i]->tls, 1, __ATOMIC_RELAXED);
         if (rt->seeds[i] != NULL) {
             g->tickets[i] = res.tickets = ticket_keys_new(rt->seeds[i], &g->lstats[i]->tickets);
             if (res.tickets == NULL) {

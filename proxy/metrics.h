@@ -28,6 +28,7 @@ struct ticket_stats {
 struct listener_stats {
     struct listener_stats *next;
     char name[72];
+    uint64_t tls;               /* 1 once the listener has served TLS */
     uint64_t connections;
     uint64_t refused;           /* over max_connections */
     uint64_t refused_memory;    /* over limits.max_memory */

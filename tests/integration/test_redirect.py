@@ -126,6 +126,11 @@ def test_redirect_does_not_reach_the_backend_and_is_counted(redir, backend):
     assert backend.requests == []
     mt = scrape(redir)
     assert mt.value("moat_connections_total", listener="redirect") == 3
+    # a plain-HTTP listener has no TLS series; the TLS listener keeps its own
+    for family in ("moat_tls_handshakes_total", "moat_tls_handshake_errors_total",
+                   "moat_session_tickets_total"):
+        assert not mt.has(family, listener="redirect"), family
+        assert mt.has(family, listener="public"), family
 
 
 def test_redirect_with_curl(redir):
