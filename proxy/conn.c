@@ -566,7 +566,7 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
     memcpy(buf + c->spill_len, p, n);
     c->spill = buf;
     c->spill_len += n;
-    enum tls_sniff kind = tls_sniff(c->spill, c->spill_len, sni);
+    enum tls_sniff kind = tls_sniff(c->spill, &c->spill_len, sni);
     if (kind == TLS_SNIFF_MORE)
         return;
     if (kind != TLS_SNIFF_TLS) {

@@ -490,36 +490,135 @@ static enum tls_sniff hello_server_name(const uint8_t *p, size_t n, char *sni)
     return TLS_SNIFF_TLS;
 }
 
-enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni)
+/* Where the ClientHello ends in the records at the start of a client's
+ * bytes: the bytes those records take and the handshake payload they
+ * carry. */
+struct hello_records {
+    size_t bytes;
+    size_t payload;
+    size_t count;
+};
+
+/*
+ * Walks the handshake records at the start of p until they carry the whole
+ * first handshake message; its 4-byte header may itself be split.  TLS
+ * with *out filled once they do, or at once when that message is no
+ * ClientHello or one longer than a record (wolfSSL judges those as they
+ * come); MORE while bytes are missing; GARBAGE or OVERSIZE for a record no
+ * ClientHello can come in.
+ */
+static enum tls_sniff find_hello_records(const uint8_t *p, size_t n, struct hello_records *out)
+{
+    uint8_t head[4];
+    size_t off = 0, payload = 0, count = 0;
+    for (;;) {
+        if (n < off + 5)
+            return TLS_SNIFF_MORE;
+        if (p[off] != 0x16 || p[off + 1] != 3)
+            return TLS_SNIFF_GARBAGE; /* nothing may come before the whole hello */
+        size_t rec = be16(p + off + 3);
+        if (rec == 0)
+            return TLS_SNIFF_GARBAGE; /* RFC 8446 5.1: no empty handshake fragment */
+        /* Said at once: waiting for 16 KiB that can never be valid held the
+         * connection until handshake_timeout. */
+        if (rec > 16384)
+            return TLS_SNIFF_OVERSIZE;
+        if (n < off + 5 + rec)
+            return TLS_SNIFF_MORE;
+        for (size_t i = 0; i < rec && payload + i < sizeof(head); i++)
+            head[payload + i] = p[off + 5 + i];
+        off += 5 + rec;
+        payload += rec;
+        count++;
+        if (payload < sizeof(head))
+            continue;
+        size_t message = 4 + ((size_t)head[1] << 16 | (size_t)head[2] << 8 | head[3]);
+        if (payload >= message || head[0] != 1 || message > 16384) {
+            *out = (struct hello_records){off, payload, count};
+            return TLS_SNIFF_TLS;
+        }
+    }
+}
+
+/* The hello's records as one: the first record's header, then every
+ * record's payload.  NULL when memory runs out. */
+static uint8_t *join_hello_records(const uint8_t *p, const struct hello_records *h)
+{
+    uint8_t *whole = malloc(5 + h->payload);
+    if (whole == NULL)
+        return NULL;
+    memcpy(whole, p, 5);
+    size_t got = 0;
+    for (size_t off = 0; off < h->bytes; off += 5 + be16(p + off + 3)) {
+        memcpy(whole + 5 + got, p + off + 5, be16(p + off + 3));
+        got += be16(p + off + 3);
+    }
+    return whole;
+}
+
+/*
+ * Writes the joined hello back over its records as records each as full as
+ * TLS allows (2^14), and closes the gap before the bytes that follow.  A
+ * client may split a ClientHello anywhere, down to one byte per record, but
+ * wolfSSL needs a message's 4-byte header within one record.  The rewrite
+ * is never longer than what it replaces.
+ */
+static void reframe_hello(uint8_t *p, size_t *n, const struct hello_records *h,
+                          const uint8_t *whole)
+{
+    size_t out = 0;
+    for (size_t done = 0; done < h->payload;) {
+        size_t chunk = h->payload - done < 16384 ? h->payload - done : 16384;
+        memcpy(p + out, whole, 3); /* content type and record version */
+        p[out + 3] = (uint8_t)(chunk >> 8);
+        p[out + 4] = (uint8_t)chunk;
+        memcpy(p + out + 5, whole + 5 + done, chunk);
+        out += 5 + chunk;
+        done += chunk;
+    }
+    memmove(p + out, p + h->bytes, *n - h->bytes);
+    *n -= h->bytes - out;
+}
+
+/* The sniffer's verdict on a whole hello: p[0..5) a record header, then
+ * the handshake message. */
+static enum tls_sniff judge_hello(const uint8_t *p, size_t n, char *sni)
+{
+    enum tls_sniff name = hello_server_name(p, n, sni);
+    if (name != TLS_SNIFF_TLS)
+        return name;
+    if (no_common_group(p, n))
+        return TLS_SNIFF_NO_GROUP;
+    return TLS_SNIFF_TLS;
+}
+
+enum tls_sniff tls_sniff(uint8_t *p, size_t *n, char *sni)
 {
     sni[0] = '\0';
-    if (n == 0)
+    if (*n == 0)
         return TLS_SNIFF_MORE;
     if (p[0] != 0x16) {
         int letter = (p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= 'a' && p[0] <= 'z');
         return letter ? TLS_SNIFF_HTTP : TLS_SNIFF_GARBAGE;
     }
-    if (n >= 2 && p[1] != 3)
+    if (*n >= 2 && p[1] != 3)
         return TLS_SNIFF_GARBAGE;
-    if (n < 5)
-        return TLS_SNIFF_MORE;
-    size_t rec = ((size_t)p[3] << 8) | p[4];
-    if (rec == 0)
+    struct hello_records h;
+    enum tls_sniff found = find_hello_records(p, *n, &h);
+    if (found != TLS_SNIFF_TLS)
+        return found;
+    if (h.count == 1 || h.payload > 16384)
+        return judge_hello(p, 5 + be16(p + 3), sni);
+    /* Split hellos are rare (tests, odd stacks): a copy costs nothing that
+     * matters, and the server name and groups are read as for one record. */
+    uint8_t *whole = join_hello_records(p, &h);
+    if (whole == NULL)
         return TLS_SNIFF_GARBAGE;
-    /* Said at once: waiting for 16 KiB that can never be valid held the
-     * connection until handshake_timeout. */
-    if (rec > 16384)
-        return TLS_SNIFF_OVERSIZE;
-    if (n < 5 + rec)
-        return TLS_SNIFF_MORE;
-    /* A ClientHello spread over several records has no SNI we can see
-     * here: the default certificate answers it. */
-    enum tls_sniff name = hello_server_name(p, 5 + rec, sni);
-    if (name != TLS_SNIFF_TLS)
-        return name;
-    if (no_common_group(p, 5 + rec))
-        return TLS_SNIFF_NO_GROUP;
-    return TLS_SNIFF_TLS;
+    enum tls_sniff verdict = judge_hello(whole, 5 + h.payload, sni);
+    if (verdict == TLS_SNIFF_TLS)
+        reframe_hello(p, n, &h, whole);
+    free(whole);
+    return verdict;
 }
 
 static size_t pick_cert(struct tls_ctx_set *set, const char *sni)

@@ -60,7 +60,7 @@ void tls_ctx_set_free(struct tls_ctx_set **set);
 int tls_client_cas_check(const struct cert_cas *cas, char *err, size_t errlen);
 
 enum tls_sniff {
-    TLS_SNIFF_MORE = 0,     /* the first record is not complete yet */
+    TLS_SNIFF_MORE = 0,     /* the ClientHello is not complete yet */
     TLS_SNIFF_TLS,          /* a TLS handshake record */
     TLS_SNIFF_HTTP,         /* looks like plain HTTP */
     TLS_SNIFF_GARBAGE,
@@ -79,11 +79,14 @@ const uint8_t *tls_sniff_alert(enum tls_sniff kind);
 #define TLS_MAX_SNI 255
 
 /*
- * Looks at the first bytes a client sent.  For TLS, once the first record
- * is complete, copies the SNI host name (lower case, NUL-terminated, empty
- * if none) into sni[TLS_MAX_SNI + 1].
+ * Looks at the first *n bytes a client sent.  For TLS, once the whole
+ * ClientHello is there (in one record or several), copies the SNI host
+ * name (lower case, NUL-terminated, empty if none) into
+ * sni[TLS_MAX_SNI + 1].  A hello split over several records is rewritten in
+ * place into as few records as TLS allows, so wolfSSL takes any split a
+ * client may choose; *n shrinks by the record headers saved.
  */
-enum tls_sniff tls_sniff(const uint8_t *p, size_t n, char *sni);
+enum tls_sniff tls_sniff(uint8_t *p, size_t *n, char *sni);
 
 /*
  * A server session for a client that asked for sni ("" for none), using the

@@ -153,6 +153,19 @@ def client_hellos():
     return out
 
 
+def split_into_records(hello, size):
+    """hello's handshake records again with at most size payload bytes each:
+    the sniffer joins them before wolfSSL sees the hello."""
+    out, i = b"", 0
+    while i + 5 <= len(hello):
+        n = int.from_bytes(hello[i + 3:i + 5], "big")
+        body = hello[i + 5:i + 5 + n]
+        for k in range(0, len(body), size):
+            out += hello[i:i + 3] + len(body[k:k + size]).to_bytes(2, "big") + body[k:k + size]
+        i += 5 + n
+    return out
+
+
 SEP = b"\x00@@\x00"
 
 CONN_TLS = [
@@ -225,6 +238,7 @@ def main():
         conn.append(bytes([0x00, 0x02]) + hello)
         conn.append(bytes([0x00, 0x00]) + hello[: len(hello) // 2])
         conn.append(bytes([0x00, 0x00]) + hello + b"\x15\x03\x03\x00\x02\x01\x00")
+        conn.append(bytes([0x00, 0x00]) + split_into_records(hello, 1 + 2 * i))
     conn += [
         bytes([0x00, 0x00]) + b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
         bytes([0x00, 0x01]) + b"POST / HTTP/1.1\r\n",

@@ -855,15 +855,57 @@ def test_slow_read(certs, backend, moat_factory, tmp_path):
 # --------------------------------------------------------------------------
 # TLS abuse
 
-def real_client_hello(certs, **kw):
+def real_client_hello(certs, server_hostname="localhost", **kw):
     ctx = client_context(certs, **kw)
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    obj = ctx.wrap_bio(inc, out, server_hostname=server_hostname)
     try:
         obj.do_handshake()
     except ssl.SSLWantReadError:
         pass
     return obj, inc, out, out.read()
+
+
+def finish_handshake(s, obj, inc, out):
+    """Drives the memory-BIO client obj over socket s to the end of its
+    handshake (the ClientHello already sent)."""
+    deadline = time.monotonic() + T(5)
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pending = out.read()
+            if pending:
+                s.sendall(pending)
+            assert time.monotonic() < deadline, "handshake did not complete"
+            d = s.recv(65536)
+            assert d, "moat closed during the handshake"
+            inc.write(d)
+    pending = out.read()
+    if pending:
+        s.sendall(pending)
+
+
+def served_over(env, s, obj, inc, out, tag):
+    """One request over the memory-BIO client obj: served and forwarded."""
+    did = env.next_id(tag)
+    req = ("GET /%s HTTP/1.1\r\nHost: localhost\r\nX-Diff-Id: %s\r\nConnection: close"
+           "\r\n\r\n" % (tag, did)).encode()
+    obj.write(req)
+    s.sendall(out.read())
+    data = b""
+    while True:
+        try:
+            data += obj.read(65536)
+            if b"\r\n\r\n" in data and b"id=" in data:
+                break
+        except ssl.SSLWantReadError:
+            d = s.recv(65536)
+            if not d:
+                break
+            inc.write(d)
+    assert data.startswith(b"HTTP/1.1 200") and did.encode() in data, data[:300]
 
 
 def ext(t, data):
@@ -993,39 +1035,54 @@ def test_client_hello_in_one_byte_segments(env, certs):
             s.sendall(hello[i:i + 1])
             if i % 8 == 0:
                 time.sleep(0.001)
-        deadline = time.monotonic() + T(5)
-        while True:
-            try:
-                obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                pending = out.read()
-                if pending:
-                    s.sendall(pending)
-                assert time.monotonic() < deadline, "handshake did not complete"
-                d = s.recv(65536)
-                assert d, "moat closed during the handshake"
-                inc.write(d)
-        pending = out.read()
-        if pending:
-            s.sendall(pending)
-        did = env.next_id("seg")
-        req = ("GET /seg HTTP/1.1\r\nHost: localhost\r\nX-Diff-Id: %s\r\nConnection: close"
-               "\r\n\r\n" % did).encode()
-        obj.write(req)
-        s.sendall(out.read())
-        data = b""
-        while True:
-            try:
-                data += obj.read(65536)
-                if b"\r\n\r\n" in data and b"id=" in data:
-                    break
-            except ssl.SSLWantReadError:
-                d = s.recv(65536)
-                if not d:
-                    break
-                inc.write(d)
-        assert data.startswith(b"HTTP/1.1 200") and did.encode() in data, data[:300]
+        finish_handshake(s, obj, inc, out)
+        served_over(env, s, obj, inc, out, "seg")
+    finally:
+        s.close()
+
+
+def split_into_records(hello, size):
+    """The handshake records of hello again, with at most size bytes of
+    payload each (RFC 8446 5.1 lets a sender split messages anywhere)."""
+    out, i = b"", 0
+    while i < len(hello):
+        n = struct.unpack(">H", hello[i + 3:i + 5])[0]
+        body = hello[i + 5:i + 5 + n]
+        for k in range(0, len(body), size):
+            out += hello[i:i + 3] + struct.pack(">H", len(body[k:k + size])) + body[k:k + size]
+        i += 5 + n
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 3, 50])
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_client_hello_split_into_small_records(env, certs, version, size):
+    """A ClientHello split over many records, down to one byte each (the
+    handshake header itself split): it completes, the server name in it
+    still picks the certificate, and the request is served."""
+    v = ssl.TLSVersion.TLSv1_2 if version == "1.2" else ssl.TLSVersion.TLSv1_3
+    obj, inc, out, hello = real_client_hello(certs, server_hostname="site.test", minv=v, maxv=v)
+    records = split_into_records(hello, size)
+    assert records.count(b"\x16\x03") > 1
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=T(5))
+    try:
+        s.sendall(records)
+        finish_handshake(s, obj, inc, out)  # verifies the name site.test
+        assert obj.version() == "TLSv1." + version[-1]
+        served_over(env, s, obj, inc, out, "split")
+    finally:
+        s.close()
+
+
+def test_split_client_hello_picks_the_certificate_by_its_server_name(certs, backend,
+                                                                      moat_factory):
+    m = moat_factory(basic_yaml(certs, [backend.addr], second_cert=True))
+    obj, inc, out, hello = real_client_hello(certs, server_hostname="alt.test")
+    s = socket.create_connection(("127.0.0.1", m.port()), timeout=T(5))
+    try:
+        s.sendall(split_into_records(hello, 7))
+        finish_handshake(s, obj, inc, out)  # fails unless alt.test's certificate came
+        assert "alt.test" in str(obj.getpeercert()["subject"])
     finally:
         s.close()
 
