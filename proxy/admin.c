@@ -474,6 +474,8 @@ static void handle_request(struct admin_conn *c)
     if (strcmp(path, "/healthz") == 0) {
         if (*src->draining)
             respond(c, 503, "Service Unavailable", "text/plain", "draining\n", 9, head);
+        else if (memcap_over()) /* every new connection is refused: send none here */
+            respond(c, 503, "Service Unavailable", "text/plain", "over max_memory\n", 16, head);
         else
             respond(c, 200, "OK", "text/plain", "ok\n", 3, head);
     } else if (strcmp(path, "/metrics") == 0) {

@@ -31,6 +31,8 @@ struct buf_chunk *buf_chunk_get(struct buf_pool *pool)
     if (c != NULL) {
         pool->free = c->next;
         pool->nfree--;
+        if (pool->nfree < pool->low_free)
+            pool->low_free = pool->nfree;
     } else {
         c = malloc(sizeof(*c) + pool->chunk_size);
         if (c == NULL)
@@ -58,6 +60,17 @@ void buf_chunk_put(struct buf_pool *pool, struct buf_chunk **chunk)
     c->next = pool->free;
     pool->free = c;
     pool->nfree++;
+}
+
+void buf_pool_decay(struct buf_pool *pool)
+{
+    for (unsigned idle = pool->low_free; idle > 0 && pool->free != NULL; idle--) {
+        struct buf_chunk *c = pool->free;
+        pool->free = c->next;
+        pool->nfree--;
+        free(c);
+    }
+    pool->low_free = pool->nfree;
 }
 
 void outq_init(struct outq *q, struct buf_pool *pool, uv_stream_t *stream,

@@ -25,6 +25,7 @@ struct buf_pool {
     size_t chunk_size;  /* usable bytes per chunk */
     unsigned nfree;
     unsigned max_free;  /* chunks above this go back to malloc */
+    unsigned low_free;  /* fewest chunks free since the last decay */
     size_t in_use;      /* chunks handed out and not returned */
 };
 
@@ -34,6 +35,10 @@ void buf_pool_destroy(struct buf_pool *pool);
 struct buf_chunk *buf_chunk_get(struct buf_pool *pool);
 /* Returns chunk to pool and NULLs *chunk; a NULL *chunk is ignored. */
 void buf_chunk_put(struct buf_pool *pool, struct buf_chunk **chunk);
+/* Frees the chunks that sat unused in the pool since the last call, so a
+ * pool grown by a burst shrinks back once the burst is over; called once a
+ * second, it keeps what steady traffic takes and gives back within two. */
+void buf_pool_decay(struct buf_pool *pool);
 
 struct outq;
 /* Called when a write finished (status 0) or failed (a UV_E* code). */

@@ -481,6 +481,16 @@ static void on_certificates_changed(void *arg)
     start_reload(a);
 }
 
+/* Client connections open on every worker started so far. */
+static uint64_t count_connections(void *arg)
+{
+    const struct app *a = arg;
+    uint64_t n = 0;
+    for (unsigned i = 0; i < a->started; i++)
+        n += STAT_GET(a->workers[i].metrics.active);
+    return n;
+}
+
 static void start_signals(struct app *a)
 {
     static const int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
@@ -495,7 +505,7 @@ static void start_signals(struct app *a)
     a->health = health_new(a->loop);
     a->watch = watch_new(a->loop, on_certificates_changed, a);
     memcap_set_budget(a->rt->cfg->limits.max_memory);
-    memcap_start(a->loop);
+    memcap_start(a->loop, count_connections, a);
 }
 
 static int start_workers(struct app *a)

@@ -4,6 +4,10 @@
  * process-wide flag while it is over budget; workers read the flag (one
  * relaxed load, no lock) when they accept and refuse the connection rather
  * than grow.  The flag drops again below 90% of the budget.
+ *
+ * It also hands memory back to the system: the allocator keeps what the
+ * workers free resident, so after a burst of connections moat would stay
+ * at its peak, and over a budget it once crossed, for good.
  */
 #ifndef MOAT_MEMCAP_H
 #define MOAT_MEMCAP_H
@@ -16,7 +20,10 @@
 
 /* 0: no budget.  Called by main at start and on reloads. */
 void memcap_set_budget(uint64_t bytes);
-int memcap_start(uv_loop_t *loop);
+/* Connections open in the whole process: when a burst of them ends (or
+ * while over budget) the free heap is handed back. */
+typedef uint64_t (*memcap_active_fn)(void *ctx);
+int memcap_start(uv_loop_t *loop, memcap_active_fn active, void *ctx);
 void memcap_stop(void);
 /* 1 while over budget: new connections are refused. */
 int memcap_over(void);

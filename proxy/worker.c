@@ -73,6 +73,7 @@ static void finish_stop(struct worker *w)
     close_if_open((uv_handle_t *)&w->wakeup);
     close_if_open((uv_handle_t *)&w->before_poll);
     close_if_open((uv_handle_t *)&w->drain_timer);
+    close_if_open((uv_handle_t *)&w->decay_timer);
 }
 
 void worker_conn_closed(struct worker *w)
@@ -80,6 +81,14 @@ void worker_conn_closed(struct worker *w)
     w->nconns--;
     if (w->stopping && w->nconns == 0)
         finish_stop(w);
+}
+
+static void on_pool_decay(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    buf_pool_decay(&w->chunks);
+    if (w->gen != NULL)
+        buf_pool_decay(&w->gen->inbufs);
 }
 
 static void on_drain_deadline(uv_timer_t *t)
@@ -223,6 +232,10 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt,
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->drain_timer);
+    uv_timer_init(&w->loop, &w->decay_timer);
+    w->decay_timer.data = w;
+    uv_timer_start(&w->decay_timer, on_pool_decay, 1000, 1000);
+    uv_unref((uv_handle_t *)&w->decay_timer);
     return apply_runtime(w, rt, err, errlen);
 }
 

@@ -42,6 +42,7 @@ struct worker {
     uv_async_t wakeup;
     uv_prepare_t before_poll;
     uv_timer_t drain_timer;
+    uv_timer_t decay_timer;             /* buffer pools give back what bursts left */
 
     struct gen *gen;                    /* current generation */
     struct listener **listeners;        /* one per listener of gen->cfg */

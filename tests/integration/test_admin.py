@@ -2,14 +2,15 @@
 counters move as clients work, GET /healthz, everything else 404, one
 response per connection.  (/healthz during a drain: test_reload.py.)"""
 import calendar
-import socket
 import signal
+import socket
+import subprocess
 import ssl
 import time
 
 import pytest
 
-from moatlib import (T, Client, Hang, Raw, Reset, Resp, basic_yaml, client_context, free_port,
+from moatlib import (T, Client, Hang, Raw, Reset, Resp, basic_yaml, client_context, free_port, have,
                      tls_get, wait_for)
 from opslib import (ADMIN, _family_of, CertMaker, header, http_get, parse_prometheus, scrape, sighup,
                     tls_yaml, write_atomic)
@@ -262,6 +263,8 @@ def test_memory_budget_refuses_new_connections(certs, backend, moat_factory):
     eventually(m, lambda mt: _eq(mt.value("moat_connections_refused_total",
                                           listener="public", reason="max_memory"), 1))
     assert "over max_memory" in m.stderr()
+    # while every connection is refused, a load balancer must not send any
+    assert http_get(m.port("@admin"), "/healthz")[::2] == (503, b"over max_memory\n")
     with open(m.config) as f:
         text = f.read()
     with open(m.config, "w") as f:
@@ -271,6 +274,38 @@ def test_memory_budget_refuses_new_connections(certs, backend, moat_factory):
     wait_for(lambda: "under max_memory again" in m.stderr(), 5, "the budget to lift")
     with Client(m.port(), certs) as c:
         assert c.request("GET", "/").status == 200
+    assert http_get(m.port("@admin"), "/healthz")[::2] == (200, b"ok\n")
+
+
+@pytest.mark.skipif(not have("wrk"), reason="wrk not installed")
+def test_memory_is_given_back_after_a_burst(certs, backend, moat_factory):
+    # The allocator keeps what moat frees resident.  A burst that crossed
+    # the budget must not leave moat over it, refusing everyone, once the
+    # burst is gone.
+    body = b"x" * 20000
+    backend.handler = lambda req: Resp(200, body)
+    m = moat_factory(admin_yaml(certs, [backend.addr], workers=2))
+    idle = scrape(m).value("moat_memory_resident_bytes")
+    budget = int(idle) // 1024 + 8192  # KiB: 8 MiB above the idle footprint
+    with open(m.config) as f:
+        text = f.read()
+    with open(m.config, "w") as f:
+        f.write(text + "limits:\n  max_memory: %dk\n" % budget)
+    assert sighup(m) == "ok"
+    r = subprocess.run(["wrk", "-t2", "-c400", "-d3s", "--timeout", "5s",
+                        "https://127.0.0.1:%d/burst" % m.port()], capture_output=True,
+                       timeout=T(60))
+    assert r.returncode == 0, r
+    assert "over max_memory" in m.stderr(), "the burst did not cross the budget"
+    eventually(m, lambda mt: _lt(mt.value("moat_memory_resident_bytes"), budget * 1024 * 0.9),
+               timeout=5)
+    assert http_get(m.port("@admin"), "/healthz")[::2] == (200, b"ok\n")
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/").status == 200
+
+
+def _lt(a, b):
+    assert a < b, (a, b)
 
 
 def _eq(a, b):

@@ -3,7 +3,9 @@
  * socket takes at once is reported from outq_report_written and never from
  * inside outq_flush; a write larger than the socket buffer goes out partly at
  * once and partly through uv_write, in order and complete; a released queue
- * is never reported; discarding keeps only what is in flight.
+ * is never reported; discarding keeps only what is in flight.  And the
+ * chunk pool under it gives back, on decay, what sat unused since the
+ * last decay.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -227,6 +229,35 @@ static void test_peer_gone_reports_error(void)
     harness_close(&h);
 }
 
+/* A burst of 50 chunks, then steady use of 5: the pool keeps what the
+ * steady use takes and gives back the rest within two decays. */
+static void test_pool_decay_gives_back_what_a_burst_left(void)
+{
+    struct buf_pool pool;
+    buf_pool_init(&pool, 1024, 64);
+    struct buf_chunk *held[50];
+    for (int i = 0; i < 50; i++)
+        held[i] = buf_chunk_get(&pool);
+    for (int i = 0; i < 50; i++)
+        buf_chunk_put(&pool, &held[i]);
+    CHECK_INT(pool.nfree, 50);
+    buf_pool_decay(&pool); /* the burst happened in this interval */
+    CHECK_INT(pool.nfree, 50);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 5; i++)
+            held[i] = buf_chunk_get(&pool);
+        for (int i = 0; i < 5; i++)
+            buf_chunk_put(&pool, &held[i]);
+        buf_pool_decay(&pool);
+    }
+    CHECK_INT(pool.nfree, 5);
+    CHECK_INT(pool.in_use, 0);
+    buf_pool_decay(&pool); /* a second with no use at all */
+    CHECK_INT(pool.nfree, 0);
+    CHECK(pool.free == NULL);
+    buf_pool_destroy(&pool);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -235,5 +266,6 @@ int main(void)
     test_large_write_in_order();
     test_discard_keeps_inflight();
     test_peer_gone_reports_error();
+    test_pool_decay_gives_back_what_a_burst_left();
     return check_result();
 }
