@@ -729,6 +729,8 @@ static void on_client_timer(uv_timer_t *t)
             exchange_on_header_timeout(c);
             return;
         }
+        if (exchange_on_client_timeout(c))
+            return;
         if (c->x != NULL) {
             log_debug("connection from %s: client stalled mid-exchange", c->peer_ip);
             conn_abort(c);

@@ -295,6 +295,24 @@ void exchange_on_header_timeout(struct conn *c)
     respond_error(c->x, 408, "request head timed out");
 }
 
+/* The request body stopped coming while moat waited for it with nothing
+ * left to send upstream: the client's stall, not the upstream's, as nginx
+ * answers client_body_timeout. */
+static int client_owes_body(const struct exchange *x)
+{
+    return x->req_head_done && !x->req_done && !x->resp_started && !x->write_failed &&
+           !x->c->input_blocked && (x->up == NULL || x->up->out.bytes == 0);
+}
+
+int exchange_on_client_timeout(struct conn *c)
+{
+    struct exchange *x = c->x;
+    if (x == NULL || !client_owes_body(x))
+        return 0;
+    respond_error(x, 408, "request body timed out");
+    return 1;
+}
+
 int exchange_reading_head(const struct conn *c)
 {
     return c->x != NULL && !c->x->req_head_done;
@@ -901,6 +919,10 @@ static void on_upstream_timeout(void *owner, struct upconn *up)
         log_info("upstream %s: connect to %s timed out", x->pool->cfg->name,
                  x->pool->cfg->servers[up->server].name);
         try_next_server(x, up, 504, UPSTREAM_ERROR_TIMEOUT, "upstream connect timed out");
+        return;
+    }
+    if (client_owes_body(x)) {
+        respond_error(x, 408, "request body timed out");
         return;
     }
     if (x->resp_started) {

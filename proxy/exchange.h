@@ -27,6 +27,10 @@ void exchange_on_client_drained(struct conn *c);
 void exchange_abort(struct conn *c);
 /* The request head did not arrive in time (408). */
 void exchange_on_header_timeout(struct conn *c);
+/* The client's timer ran out mid-exchange: when it owed the rest of its
+ * request body, answers 408 and returns 1; otherwise (it stopped reading
+ * the response, or moat stopped reading it) returns 0. */
+int exchange_on_client_timeout(struct conn *c);
 /* Tunnel: bytes from the client for the upstream. */
 void exchange_tunnel_to_upstream(struct conn *c, const char *p, size_t n);
 /* 1 if the exchange is waiting for the rest of the request head. */

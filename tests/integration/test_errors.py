@@ -300,6 +300,34 @@ def test_504_response_timeout(certs, backend, moat_factory):
     wait_for(lambda: access_statuses(m) == [504], 5, "access log 504")
 
 
+@pytest.mark.parametrize("timers", ["response_timeout_first", "client_idle_first"])
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_an_upload_the_client_stops_sending_is_a_408(certs, backend, moat_factory, timers,
+                                                    framing):
+    # The upstream waits for a body the client never finishes: the client's
+    # stall, answered 408 as nginx's client_body_timeout, whichever timer runs
+    # out first; never a 504 blamed on the upstream, nor a silent close.
+    from opslib import ADMIN, scrape
+    fast, slow = "1s", "30s"
+    up, idle = (fast, slow) if timers == "response_timeout_first" else (slow, fast)
+    m = moat_factory(basic_yaml(certs, [backend.addr], upstream_extra="response_timeout: " + up,
+                                extra=ADMIN + "timeouts:\n  client_idle: %s\n" % idle))
+    head = ("Content-Length: 100\r\n\r\nabc" if framing == "length"
+            else "Transfer-Encoding: chunked\r\n\r\n5\r\nabc")
+    with Client(m.port(), certs) as c:
+        start = time.monotonic()
+        c.send(("POST /up HTTP/1.1\r\nHost: localhost\r\n" + head).encode())
+        r = c.read_response()
+        elapsed = time.monotonic() - start
+    assert r.status == 408 and r.header("Connection") == "close", r
+    assert 0.8 <= elapsed <= T(3), elapsed
+    wait_for(lambda: access_statuses(m) == [408], 5, "access log 408")
+    mt = scrape(m)
+    assert mt.sum("moat_upstream_errors_total") == 0, mt.find("moat_upstream_errors_total")
+    assert mt.value("moat_requests_total", route="/", code="408") == 1
+    assert backend.requests == [], "an unfinished request reached the backend's handler"
+
+
 def test_slow_upload_longer_than_response_timeout_is_answered(certs, backend, moat_factory):
     # The response is not due before the request is sent: an upload that
     # takes longer than response_timeout but keeps moving is not a 504 (it
