@@ -662,6 +662,8 @@ static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
     c->forwarding.ntrusted = n;
     if (c->forwarding.hsts != NULL && !valid_header_text(c->forwarding.hsts))
         cfg_error(ld, r->hsts_pos, "hsts: the value must be printable ASCII");
+    else if (c->forwarding.hsts != NULL && strlen(c->forwarding.hsts) > CFG_MAX_HSTS)
+        cfg_error(ld, r->hsts_pos, "hsts: the value is longer than %d characters", CFG_MAX_HSTS);
 
     const char *a = c->log.access;
     c->log.access_pos = r->access_pos;

@@ -89,6 +89,9 @@ enum cfg_balance {
 };
 
 #define CFG_MAX_SERVER_ADDRS 16
+/* A Strict-Transport-Security value: real ones are under 100 characters;
+ * moat's own answers build the header in a bounded buffer. */
+#define CFG_MAX_HSTS 256
 
 struct cfg_server {
     char *name;             /* as written: "127.0.0.1:3000" or "app:3000" */

@@ -256,10 +256,16 @@ static void respond_error(struct exchange *x, int status, const char *why)
         log_debug("%s: %d %s", c->peer_ip, status, why);
     x->status = status;
     x->close_after = !keep;
-    /* RFC 9110 wants the methods a 405 allows; moat forwards all but CONNECT. */
+    /* RFC 9110 wants the methods a 405 allows; moat forwards all but CONNECT.
+     * HSTS is about the host, not the response: moat's own answers carry it
+     * too (RFC 6797 8.1), as nginx's "add_header ... always". */
     const char *allow =
-        status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE\r\n" : NULL;
-    x->resp_bytes += http1_write_simple_response(&x->out, status, x->close_after, allow, NULL,
+        status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE\r\n" : "";
+    const char *hsts = x->g->cfg->forwarding.hsts;
+    char extra[96 + CFG_MAX_HSTS];
+    snprintf(extra, sizeof(extra), "%s%s%s%s", allow, hsts ? "Strict-Transport-Security: " : "",
+             hsts ? hsts : "", hsts ? "\r\n" : "");
+    x->resp_bytes += http1_write_simple_response(&x->out, status, x->close_after, extra, NULL,
                                                  (x->req.flags & HTTP1_F_HEAD) != 0);
     x->resp_started = 1;
     x->resp_done = 1;

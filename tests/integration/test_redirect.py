@@ -151,6 +151,21 @@ def test_hsts_default_on_proxied_tls_responses(certs, backend, moat_factory):
             assert r.all("Strict-Transport-Security") == ["max-age=63072000"], (target, r)
 
 
+def test_hsts_on_moats_own_answers(certs, backend, moat_factory):
+    # RFC 6797 8.1: every response over TLS; nginx needs "always" for this.
+    from moatlib import free_port
+    routes = "  - path: /app/\n    upstream: app\n"
+    refusing = "127.0.0.1:%d" % free_port()  # nothing listens: 502
+    for hsts, want in (("", ["max-age=63072000"]), ("forwarding:\n  hsts: null\n", [])):
+        m = moat_factory(basic_yaml(certs, [refusing], routes=routes, extra=hsts))
+        with Client(m.port(), certs) as c:
+            for target, status in (("/nowhere", 404), ("/app/x", 502)):
+                r = c.request("GET", target)
+                assert r.status == status, r
+                assert r.all("Strict-Transport-Security") == want, (target, r)
+        m.stop()
+
+
 def test_hsts_custom_value(certs, backend, moat_factory):
     v = "max-age=300; includeSubDomains; preload"
     m = moat_factory(basic_yaml(certs, [backend.addr], extra='forwarding:\n  hsts: "%s"\n' % v))

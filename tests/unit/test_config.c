@@ -694,6 +694,11 @@ static void test_errors_exact(void)
                  "t.yaml:15:21: trusted_proxies: \"10.0.0.0/33\" is not an address or CIDR");
     expect_error(BASE "forwarding:\n  hsts: \"max-age=1\\n\"\n",
                  "t.yaml:15:9: hsts: the value must be printable ASCII");
+    {
+        char text[sizeof(BASE) + 400];
+        snprintf(text, sizeof(text), BASE "forwarding:\n  hsts: \"max-age=1; %0*d\"\n", 250, 0);
+        expect_error(text, "t.yaml:15:9: hsts: the value is longer than 256 characters");
+    }
     expect_error(BASE "log:\n  access: \"\"\n", "t.yaml:15:11: log.access: empty path");
 }
 
