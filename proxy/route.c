@@ -73,11 +73,45 @@ int route_normalize_host(struct span host, char *out)
     return (int)len;
 }
 
+static int hex_value(unsigned char c)
+{
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+static int is_unreserved(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* The character at s[*i] as RFC 3986 6.2.2 compares paths: an escaped
+ * unreserved character is that character, so "/%61pi/" is "/api/" (as the
+ * application behind will read it); another escape stays one, its hex in
+ * any case (256 + its byte).  Advances *i past it. */
+static int path_unit(const char *s, size_t len, size_t *i)
+{
+    unsigned char c = (unsigned char)s[*i];
+    if (c == '%' && *i + 2 < len && is_hex((unsigned char)s[*i + 1]) &&
+        is_hex((unsigned char)s[*i + 2])) {
+        int byte = hex_value((unsigned char)s[*i + 1]) << 4 | hex_value((unsigned char)s[*i + 2]);
+        *i += 3;
+        return is_unreserved(byte) ? byte : 256 + byte;
+    }
+    (*i)++;
+    return c;
+}
+
 static int path_has_prefix(struct span path, const char *prefix, size_t *plen)
 {
     size_t n = strlen(prefix);
     *plen = n;
-    return path.len >= n && memcmp(path.p, prefix, n) == 0;
+    if (memchr(path.p, '%', path.len) == NULL && memchr(prefix, '%', n) == NULL)
+        return path.len >= n && memcmp(path.p, prefix, n) == 0;
+    size_t i = 0, k = 0;
+    while (k < n)
+        if (i >= path.len || path_unit(path.p, path.len, &i) != path_unit(prefix, n, &k))
+            return 0;
+    return 1;
 }
 
 enum route_tier {

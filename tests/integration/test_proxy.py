@@ -558,11 +558,17 @@ def test_routing_table(certs, backend_factory, moat_factory):
              ("wild.test", "/", "default"), ("other.test", "/api/x", "api"),
              ("other.test", "/api/v2/x", "exact"), ("other.test", "/apix", "default"),
              ("only.test", "/only/x", "exact"), ("only.test", "/else", "default"),
-             ("only.test", "/api/1", "api")]
+             ("only.test", "/api/1", "api"),
+             # escaped unreserved characters are themselves (RFC 3986 6.2.2.2),
+             # as the application will read them; "%2F" is no "/"
+             ("other.test", "/%61pi/users", "api"), ("other.test", "/api/%76%32/x", "exact"),
+             ("other.test", "/api%2Fx", "default")]
     with Client(m.port(), certs) as c:
         for host, path, want in cases:
             r = c.request("GET", path, host=host)
             assert (r.status, r.body) == (200, want.encode()), (host, path, r)
+    # the target goes on as the client wrote it
+    assert "/%61pi/users" in [q.target for q in api.requests], api.requests
 
 
 def test_no_route_is_404_and_nothing_forwarded(certs, backend, moat_factory):

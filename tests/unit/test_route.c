@@ -209,8 +209,18 @@ static void test_match(void)
     /* IPv6 literal hosts */
     CHECK_STR(match(c, "[::1]:8443", "/a"), "v6");
     CHECK_STR(match(c, "[::2]", "/a"), "any");
-    /* Path matching is by bytes, case-sensitive. */
+    /* Path matching is case-sensitive, on paths compared as RFC 3986
+     * normalizes them: escaped unreserved characters are themselves. */
     CHECK_STR(match(c, "api.example.com", "/V1/x"), "api_root");
+    CHECK_STR(match(c, "api.example.com", "/%76%31/users"), "api_v1");
+    CHECK_STR(match(c, "api.example.com", "/%761/"), "api_v1");
+    CHECK_STR(match(c, "other.org", "/%6fnly/%64eeper/x"), "any_deeper");
+    CHECK_STR(match(c, "other.org", "/%6Fnly/x"), "any_only");
+    /* Reserved characters stay escaped: "%2F" is not a "/". */
+    CHECK_STR(match(c, "other.org", "/only%2Fdeeper/x"), "any");
+    /* Broken escapes are plain bytes. */
+    CHECK_STR(match(c, "other.org", "/%6"), "any");
+    CHECK_STR(match(c, "other.org", "/%zzonly/"), "any");
 
     CHECK_INT(c->routes[1].wildcard, 0);
     CHECK_STR(c->routes[1].host, "api.example.com");
@@ -259,6 +269,28 @@ static void test_no_match(void)
     }
 }
 
+/* Escapes in a route's own path compare as in requests. */
+static void test_escaped_route_paths(void)
+{
+    struct cfg *c = load(LISTENERS
+                         "routes:\n"
+                         "  - path: /caf%c3%a9/\n"
+                         "    upstream: cafe\n"
+                         "  - path: /%7euser/\n"
+                         "    upstream: tilde\n"
+                         "  - path: /\n"
+                         "    upstream: any\n"
+                         UPSTREAMS(UP("cafe") UP("tilde") UP("any")));
+    if (c == NULL)
+        return;
+    CHECK_STR(match(c, "a.test", "/caf%C3%A9/menu"), "cafe");
+    CHECK_STR(match(c, "a.test", "/caf%c3%a9/"), "cafe");
+    CHECK_STR(match(c, "a.test", "/caf%C3%A8/"), "any");
+    CHECK_STR(match(c, "a.test", "/~user/x"), "tilde");
+    CHECK_STR(match(c, "a.test", "/%7Euser/x"), "tilde");
+    cfg_free(&c);
+}
+
 /* Route order in the file never matters, only specificity. */
 static void test_order_independent(void)
 {
@@ -295,5 +327,6 @@ int main(void)
     test_match();
     test_no_match();
     test_order_independent();
+    test_escaped_route_paths();
     return check_result();
 }
