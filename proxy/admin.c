@@ -324,7 +324,7 @@ static void render_durations(struct text *t, const struct admin_source *src)
 
 static void render_upstreams(struct text *t, const struct admin_source *src)
 {
-    static const char *const kinds[] = {"connect", "timeout", "reset", "malformed"};
+    static const char *const kinds[] = {"connect", "timeout", "reset", "malformed", "down"};
     char l[256], l2[512];
     struct code_sum *sums = NULL;
     size_t n = 0, cap = 0;

@@ -352,6 +352,11 @@ static int build_upstream_head(struct exchange *x)
     return 0;
 }
 
+static void count_upstream_error(struct exchange *x, enum upstream_error kind)
+{
+    STAT_INC(x->g->ustats[x->pool - x->g->upstreams]->errors[kind]);
+}
+
 static void arm_response_timer(struct exchange *x)
 {
     if (x->up != NULL)
@@ -375,19 +380,28 @@ static int attach_upstream(struct exchange *x, struct upconn *up, struct outq *c
     return 0;
 }
 
+/* Sets x->route for m's host and path (NULL: none); -1 for a Host that
+ * is no host. */
+static int find_route(struct exchange *x, const struct http1_msg *m)
+{
+    char host[ROUTE_MAX_HOST + 1];
+    int hl = route_normalize_host(m->host, host);
+    if (hl < 0)
+        return -1;
+    x->route = route_match(x->g->cfg, (struct span){host, (size_t)hl}, m->path);
+    return 0;
+}
+
 static int on_request_head(void *ctx, struct http1_msg *m)
 {
     struct exchange *x = ctx;
     struct conn *c = x->c;
-    char host[ROUTE_MAX_HOST + 1];
 
     x->req_head_done = 1;
-    int hl = route_normalize_host(m->host, host);
-    if (hl < 0) {
+    if (find_route(x, m) != 0) {
         m->error_reason = "invalid Host";
         return 400;
     }
-    x->route = route_match(x->g->cfg, (struct span){host, (size_t)hl}, m->path);
     if (x->route == NULL) {
         m->error_reason = "no route";
         return 404;
@@ -402,8 +416,11 @@ static int on_request_head(void *ctx, struct http1_msg *m)
     /* The head timer is done; a body is paced by the idle timer. */
     conn_set_timeout(c, x->g->cfg->timeouts.client_idle_ms);
     rc = attach_upstream(x, upstream_acquire(x->pool, &x->tried, &upstream_ops, x), NULL);
-    if (rc == 502)
+    if (rc == 502) {
+        /* Counted, or an outage of a whole upstream shows in no error. */
         x->upstream_error = "no server available";
+        count_upstream_error(x, UPSTREAM_ERROR_DOWN);
+    }
     /* moat answers Expect: 100-continue itself, as nginx does, and does not
      * pass it on: an upstream that reads the body without sending 100 left
      * the client waiting (curl, 1 s) before every upload. */
@@ -508,6 +525,10 @@ void exchange_on_client_input(struct conn *c)
         res = http1_parse(&x->req, c->in, x->head_len, &used);
         if (res == HTTP1_ERROR) {
             x->req_head_done = 1;
+            /* A whole head refused for its body or expectation still
+             * counts under its route. */
+            if (x->req.error_status == 413 || x->req.error_status == 417)
+                find_route(x, &x->req);
             respond_error(x, x->req.error_status, x->req.error_reason ? x->req.error_reason : "bad request");
             return;
         }
@@ -613,11 +634,6 @@ static int on_response_end(void *ctx, struct http1_msg *m)
         http1_write_last_chunk(&x->out);
     x->resp_done = 1;
     return 0;
-}
-
-static void count_upstream_error(struct exchange *x, enum upstream_error kind)
-{
-    STAT_INC(x->g->ustats[x->pool - x->g->upstreams]->errors[kind]);
 }
 
 static void fail_upstream(struct exchange *x, int status, enum upstream_error kind,

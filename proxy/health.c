@@ -203,8 +203,11 @@ static struct target *new_target(struct health *h, const struct cfg_upstream *u,
     t->state->up = 1; /* until a check says otherwise, as nginx and HAProxy assume */
     uv_timer_init(h->loop, &t->timer);
     t->timer.data = t;
-    t->next = h->targets;
-    h->targets = t;
+    /* Appended: /metrics lists servers in the order the file names them. */
+    struct target **tail = &h->targets;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = t;
     schedule(t, 0);
     return t;
 }

@@ -390,6 +390,18 @@ static int analyze_request(struct http1_msg *m)
         if (m->content_length > INT64_MAX)
             return fail(m, 400, "Content-Length out of range");
     }
+    if (conn_upgrade && fc.upgrade == 1 && m->version == 11 && method == HTTP_GET) {
+        struct span list = fc.upgrade_value, first;
+        if (span_next_list_item(&list, &first) && span_caseeq(first, "websocket"))
+            m->flags |= HTTP1_F_UPGRADE;
+    }
+    if (m->version == 11 ? !conn_close : (conn_keep && !conn_close))
+        m->flags |= HTTP1_F_KEEP_ALIVE;
+    /* The target first: a request refused for its body or expectation is
+     * still whole enough to be counted under its route. */
+    int rc = analyze_target(m);
+    if (rc != 0)
+        return rc;
     if (m->lim->max_body != 0 && (m->flags & HTTP1_F_CONTENT_LENGTH) &&
         m->content_length > m->lim->max_body)
         return fail(m, 413, "body larger than max_body_bytes");
@@ -398,14 +410,7 @@ static int analyze_request(struct http1_msg *m)
             return fail(m, 417, "unsupported expectation");
         m->flags |= HTTP1_F_EXPECT_CONTINUE;
     }
-    if (conn_upgrade && fc.upgrade == 1 && m->version == 11 && method == HTTP_GET) {
-        struct span list = fc.upgrade_value, first;
-        if (span_next_list_item(&list, &first) && span_caseeq(first, "websocket"))
-            m->flags |= HTTP1_F_UPGRADE;
-    }
-    if (m->version == 11 ? !conn_close : (conn_keep && !conn_close))
-        m->flags |= HTTP1_F_KEEP_ALIVE;
-    return analyze_target(m);
+    return 0;
 }
 
 static int analyze_response(struct http1_msg *m)

@@ -55,6 +55,7 @@ enum upstream_error {
     UPSTREAM_ERROR_TIMEOUT,
     UPSTREAM_ERROR_RESET,
     UPSTREAM_ERROR_MALFORMED,
+    UPSTREAM_ERROR_DOWN,        /* no server to try: all down or failing */
     UPSTREAM_ERROR_KINDS,
 };
 

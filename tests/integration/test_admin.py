@@ -140,7 +140,7 @@ def test_metrics_is_prometheus_text_with_every_family(certs, backend, moat_facto
     for l, _ in mt.find("moat_session_tickets_total"):
         assert l["result"] in ("issued", "accepted", "rejected"), l
     for l, _ in mt.find("moat_upstream_errors_total"):
-        assert l["kind"] in ("connect", "timeout", "reset", "malformed"), l
+        assert l["kind"] in ("connect", "timeout", "reset", "malformed", "down"), l
 
 
 def test_healthz_other_paths_and_one_response_per_connection(certs, backend, moat_factory):

@@ -151,7 +151,8 @@ def test_idle_keepalive_connection_closed(certs, backend, moat_factory):
 
 
 def test_413_content_length_over_max_body(certs, backend, moat_factory):
-    m = moat_factory(limits_yaml(certs, backend, "limits:\n  max_body_bytes: 1k\n"))
+    from opslib import ADMIN, scrape
+    m = moat_factory(limits_yaml(certs, backend, "limits:\n  max_body_bytes: 1k\n" + ADMIN))
     with Client(m.port(), certs) as c:
         assert c.request("POST", "/ok", body=b"a" * 1024).status == 200
     with Client(m.port(), certs) as c:
@@ -160,6 +161,8 @@ def test_413_content_length_over_max_body(certs, backend, moat_factory):
         r = c.read_response()
         assert r.status == 413
     assert [q.target for q in backend.requests] == ["/ok"]
+    # refused for its length, the request still counts under the route it matched
+    assert scrape(m).find("moat_requests_total", code="413") == [({"route": "/", "code": "413"}, 1)]
 
 
 def test_413_chunked_over_max_body(certs, backend, moat_factory):

@@ -170,15 +170,22 @@ def test_every_server_down_means_502_at_once(certs, moat_factory):
 
 
 def test_every_server_failing_checks_502_without_forwarding(certs, two, moat_factory):
+    from opslib import ADMIN, scrape
     a, b = two
     a.health = b.health = Resp(500)
-    m = moat_factory(basic_yaml(certs, [a.addr, b.addr], upstream_extra=HC))
+    m = moat_factory(basic_yaml(certs, [a.addr, b.addr], upstream_extra=HC, extra=ADMIN))
     a.wait_checks(2)
     b.wait_checks(2)
     t0 = time.monotonic()
     assert spread(m, certs, 4) == [502] * 4
     assert time.monotonic() - t0 < T(1.0)
     assert a.served() == [] and b.served() == []
+    # an outage of the whole upstream shows in its errors, and each server's
+    # state is listed in the order the configuration names them
+    mt = scrape(m)
+    assert mt.value("moat_upstream_errors_total", upstream="app", kind="down") == 4
+    assert [(l["server"], v) for l, v in mt.find("moat_upstream_server_up")] == \
+        [(a.addr, 0), (b.addr, 0)]
     b.health = Resp(200)
     b.wait_checks(2)
     assert spread(m, certs, 4) == ["B"] * 4
