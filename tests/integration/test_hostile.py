@@ -1179,20 +1179,7 @@ def established(env, certs, tls13=True):
     obj, inc, out, hello = real_client_hello(certs, minv=v, maxv=v)
     s = socket.create_connection(("127.0.0.1", env.port), timeout=T(5))
     s.sendall(hello)
-    while True:
-        try:
-            obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            p = out.read()
-            if p:
-                s.sendall(p)
-            d = s.recv(65536)
-            assert d, "closed during the handshake"
-            inc.write(d)
-    p = out.read()
-    if p:
-        s.sendall(p)
+    finish_handshake(s, obj, inc, out)
     return s, obj, inc, out
 
 
