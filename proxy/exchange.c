@@ -554,6 +554,10 @@ void exchange_on_client_input(struct conn *c)
         }
         /* Forwarded: drop the body bytes, keep the head. */
         conn_consume_input(c, x->head_len, used);
+        /* client_idle is the wait between the body's bytes, not a deadline
+         * for all of it (nginx's client_body_timeout). */
+        if (!x->req_done)
+            conn_set_timeout(c, x->g->cfg->timeouts.client_idle_ms);
     }
     push_request(x);
 }

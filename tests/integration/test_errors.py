@@ -331,11 +331,16 @@ def test_an_upload_the_client_stops_sending_is_a_408(certs, backend, moat_factor
     assert backend.requests == [], "an unfinished request reached the backend's handler"
 
 
-def test_slow_upload_longer_than_response_timeout_is_answered(certs, backend, moat_factory):
+@pytest.mark.parametrize("short", ["response_timeout", "client_idle"])
+def test_slow_upload_longer_than_response_timeout_is_answered(certs, backend, moat_factory,
+                                                              short):
     # The response is not due before the request is sent: an upload that
     # takes longer than response_timeout but keeps moving is not a 504 (it
-    # was, as the timer ran from the head).
-    m = moat_factory(basic_yaml(certs, [backend.addr], upstream_extra="response_timeout: 1s"))
+    # was, as the timer ran from the head).  Nor is client_idle a deadline
+    # for the whole body: it is the wait between its bytes (it was a 408).
+    up, idle = ("1s", "60s") if short == "response_timeout" else ("60s", "1s")
+    m = moat_factory(basic_yaml(certs, [backend.addr], upstream_extra="response_timeout: " + up,
+                                extra="timeouts:\n  client_idle: %s\n" % idle))
     backend.handler = lambda req: Resp(200, b"got %d\n" % len(req.body))
     with Client(m.port(), certs) as c:
         c.send(b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 600\r\n\r\n")
@@ -344,6 +349,8 @@ def test_slow_upload_longer_than_response_timeout_is_answered(certs, backend, mo
             c.send(b"x" * 100)
         r = c.read_response()
     assert r.status == 200 and r.body == b"got 600\n", (r.status, r.body)
+    if short == "client_idle":
+        return
     # Once the body is in, the timer runs again.
     backend.handler = lambda req: Hang()
     with Client(m.port(), certs) as c:
