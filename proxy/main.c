@@ -305,6 +305,15 @@ static void finish_reload(struct app *a)
 /* The admin endpoint answers until every worker has drained. */
 static void close_main_handles(struct app *a)
 {
+    /* The handlers stayed through the drain: a logrotate SIGUSR1, a
+     * certificate hook's SIGHUP or a second SIGTERM then must not kill
+     * moat with the default action.  Nor in the last moments. */
+    for (size_t i = 0; i < ARRAY_SIZE(a->signals); i++)
+        if (!uv_is_closing((uv_handle_t *)&a->signals[i]))
+            uv_close((uv_handle_t *)&a->signals[i], NULL);
+    static const int quiet[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    for (size_t i = 0; i < ARRAY_SIZE(quiet); i++)
+        signal(quiet[i], SIG_IGN);
     admin_stop(&a->admin);
     health_stop(&a->health);
     watch_stop(&a->watch);
@@ -401,8 +410,6 @@ static void on_signal(uv_signal_t *s, int signum)
         log_info("%s: stopping; draining connections", strsignal(signum));
         for (unsigned i = 0; i < a->started; i++)
             worker_stop(&a->workers[i]);
-        for (size_t i = 0; i < ARRAY_SIZE(a->signals); i++)
-            uv_close((uv_handle_t *)&a->signals[i], NULL);
         if (__atomic_load_n(&a->exited, __ATOMIC_ACQUIRE) == a->started)
             close_main_handles(a);
         return;
@@ -415,6 +422,10 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     }
     case SIGHUP:
+        if (a->stopping) {
+            log_warn("SIGHUP while draining: ignored");
+            return;
+        }
         log_info("SIGHUP: reloading %s", source_name(&a->source));
         start_reload(a);
         return;

@@ -123,6 +123,35 @@ def test_signal_lets_in_flight_request_finish(certs, backend, moat_factory, sign
     assert [q.target for q in backend.requests] == ["/slow"]
 
 
+@pytest.mark.parametrize("second", [signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM,
+                                    signal.SIGINT], ids=["HUP", "USR1", "TERM", "INT"])
+def test_a_second_signal_does_not_cut_the_drain(certs, backend, moat_factory, second):
+    # A logrotate SIGUSR1, a certificate hook's SIGHUP or an impatient second
+    # SIGTERM during the drain: the in-flight request still finishes and moat
+    # exits 0 (it used to die of the signal's default action).
+    backend.handler = lambda req: Resp(200, b"done\n", delay=1.0)
+    m = moat_factory(basic_yaml(certs, [backend.addr]))
+    result = {}
+
+    def client():
+        try:
+            with Client(m.port(), certs, timeout=10) as c:
+                result["resp"] = c.request("GET", "/slow")
+        except Exception as e:  # reported below
+            result["error"] = e
+
+    t = threading.Thread(target=client, daemon=True)
+    t.start()
+    backend.wait_requests(1)
+    m.signal(signal.SIGTERM)
+    time.sleep(T(0.2))
+    m.signal(second)
+    t.join(T(10))
+    assert "error" not in result, result
+    assert result["resp"].status == 200 and result["resp"].body == b"done\n"
+    assert m.wait(5) == 0, m.stderr()
+
+
 def test_sigterm_closes_idle_keepalive_connections_promptly(certs, backend, moat_factory):
     m = moat_factory(basic_yaml(certs, [backend.addr]).replace("shutdown_timeout: 5s",
                                                                "shutdown_timeout: 20s"))
