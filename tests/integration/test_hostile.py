@@ -341,6 +341,12 @@ CASES = [
     ("target-del", b"GET /\x7f HTTP/1.1\r\nHost: localhost\r\n\r\n", {400}, None),
     ("target-non-ascii", b"GET /\xc3\xa9 HTTP/1.1\r\nHost: localhost\r\n\r\n", {400}, None),
     ("target-fragment", b"GET /a#b HTTP/1.1\r\nHost: localhost\r\n\r\n", {400}, None),
+    # broken escapes and %00: each application decodes them its own way,
+    # and a NUL ends a C string early (nginx: 400)
+    ("pct-nul", b"GET /api%00/x HTTP/1.1\r\nHost: localhost\r\n\r\n", {400}, None),
+    ("pct-not-hex", b"GET /a%zz/ HTTP/1.1\r\nHost: localhost\r\n\r\n", {400}, None),
+    ("pct-cut", b"GET /a/x%4 HTTP/1.1\r\nHost: localhost\r\n\r\n", {400}, None),
+    ("pct-trailing", b"GET /a/x% HTTP/1.1\r\nHost: localhost\r\n\r\n", {400}, None),
     ("target-dotdot-backslash", b"GET /a/..\\..\\etc HTTP/1.1\r\nHost: localhost\r\n\r\n",
      {400}, None),
     ("target-dotdot-encoded-slash", b"GET /a/%2e%2e%2fetc HTTP/1.1\r\nHost: localhost\r\n\r\n",
