@@ -680,6 +680,29 @@ static void test_errors_exact(void)
                  "  - path: /\n"
                  "    upstream: web\n" BASE_UPSTREAMS,
                  "t.yaml:11:5: route for host \"(any)\" path \"/\" is defined twice");
+    /* Routes are compared as RFC 3986 normalizes paths. */
+    expect_error(BASE_LISTENERS
+                 "routes:\n"
+                 "  - path: /dup/\n"
+                 "    upstream: web\n"
+                 "  - path: /d%75p/\n"
+                 "    upstream: web\n" BASE_UPSTREAMS,
+                 "t.yaml:11:5: route for host \"(any)\" path \"/dup/\" is defined twice");
+    expect_error(BASE_LISTENERS
+                 "routes:\n"
+                 "  - path: /bad%zz/\n"
+                 "    upstream: web\n" BASE_UPSTREAMS,
+                 "t.yaml:9:5: route path \"/bad%zz/\" has a broken percent-escape or %00");
+    {
+        struct cfg *c = load(BASE_LISTENERS
+                             "routes:\n"
+                             "  - path: /caf%c3%a9/%7eme/%2f\n"
+                             "    upstream: web\n" BASE_UPSTREAMS);
+        if (c != NULL) {
+            CHECK_STR(c->routes[0].path, "/caf%C3%A9/~me/%2F");
+            cfg_free(&c);
+        }
+    }
     expect_error(BASE_LISTENERS "routes: []\n" BASE_UPSTREAMS,
                  "t.yaml:8:9: at least one route is needed");
     expect_error(BASE_LISTENERS
