@@ -234,19 +234,20 @@ static int64_t period_of(const struct ticket_keys *k, time_t now)
 
 /* What a ticket authenticates besides its contents. */
 struct ticket_aad {
-    uint8_t bytes[TICKET_NAME_LEN + GCM_IV_LEN + 1];
+    uint8_t bytes[TICKET_NAME_LEN + GCM_IV_LEN + TICKET_BINDING_LEN];
 };
 
-static struct ticket_aad ticket_aad(const uint8_t *name, const uint8_t *iv, uint8_t binding)
+static struct ticket_aad ticket_aad(const uint8_t *name, const uint8_t *iv,
+                                    const uint8_t *binding)
 {
     struct ticket_aad a;
     memcpy(a.bytes, name, TICKET_NAME_LEN);
     memcpy(a.bytes + TICKET_NAME_LEN, iv, GCM_IV_LEN);
-    a.bytes[TICKET_NAME_LEN + GCM_IV_LEN] = binding;
+    memcpy(a.bytes + TICKET_NAME_LEN + GCM_IV_LEN, binding, TICKET_BINDING_LEN);
     return a;
 }
 
-enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t binding,
+enum ticket_result ticket_seal(struct ticket_keys *k, const uint8_t binding[TICKET_BINDING_LEN],
                                uint8_t name[TICKET_NAME_LEN], uint8_t iv[TICKET_IV_LEN],
                                uint8_t *data, size_t len, uint8_t mac[TICKET_MAC_LEN], time_t now)
 {
@@ -268,7 +269,7 @@ enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t binding,
     return TICKET_OK;
 }
 
-enum ticket_result ticket_open(struct ticket_keys *k, uint8_t binding,
+enum ticket_result ticket_open(struct ticket_keys *k, const uint8_t binding[TICKET_BINDING_LEN],
                                const uint8_t name[TICKET_NAME_LEN], const uint8_t iv[TICKET_IV_LEN],
                                uint8_t *data, size_t len, const uint8_t mac[TICKET_MAC_LEN],
                                time_t now)

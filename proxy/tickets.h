@@ -26,6 +26,7 @@
 #define TICKET_MAC_LEN 32
 #define TICKET_MIN_SEED 32
 #define TICKET_MAX_SEED 4096
+#define TICKET_BINDING_LEN 8
 
 struct ticket_seed;
 struct ticket_keys;
@@ -62,14 +63,15 @@ enum ticket_result {
 };
 
 /* Encrypts data[0..len) in place under the current key; fills name, iv and
- * mac.  binding (which of the listener's certificates proved the session)
- * is authenticated with it: the ticket opens only under the same one.
+ * mac.  binding (the identity of the certificate that proved the session)
+ * is authenticated with it: the ticket opens only under the same
+ * certificate, not under another name's nor after a reload replaced it.
  * Returns TICKET_OK or TICKET_ERROR. */
-enum ticket_result ticket_seal(struct ticket_keys *k, uint8_t binding,
+enum ticket_result ticket_seal(struct ticket_keys *k, const uint8_t binding[TICKET_BINDING_LEN],
                                uint8_t name[TICKET_NAME_LEN], uint8_t iv[TICKET_IV_LEN],
                                uint8_t *data, size_t len, uint8_t mac[TICKET_MAC_LEN], time_t now);
 /* Decrypts and authenticates data[0..len) in place. */
-enum ticket_result ticket_open(struct ticket_keys *k, uint8_t binding,
+enum ticket_result ticket_open(struct ticket_keys *k, const uint8_t binding[TICKET_BINDING_LEN],
                                const uint8_t name[TICKET_NAME_LEN], const uint8_t iv[TICKET_IV_LEN],
                                uint8_t *data, size_t len, const uint8_t mac[TICKET_MAC_LEN],
                                time_t now);

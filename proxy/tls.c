@@ -13,6 +13,7 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "log.h"
 #include "sesscache.h"
@@ -30,6 +31,10 @@ struct tls_cert_ctx {
     WOLFSSL_CTX *ctx;
     char **names;       /* borrowed copies owned by this struct */
     size_t nnames;
+    /* The certificate's identity (SHA-256 of its chain, cut): what sessions
+     * are bound to, so they resume under this certificate only, neither
+     * under another name's nor after a reload replaced it. */
+    uint8_t identity[TICKET_BINDING_LEN];
 };
 
 struct tls_ctx_set {
@@ -106,6 +111,15 @@ static void free_cert_ctx(struct tls_cert_ctx *c)
     memset(c, 0, sizeof(*c));
 }
 
+static int certificate_identity(const struct cert_pair *p, uint8_t out[TICKET_BINDING_LEN])
+{
+    uint8_t digest[WC_SHA256_DIGEST_SIZE];
+    if (wc_Sha256Hash(p->chain, (word32)p->chain_len, digest) != 0)
+        return -1;
+    memcpy(out, digest, TICKET_BINDING_LEN);
+    return 0;
+}
+
 static int load_pair(WOLFSSL_CTX *ctx, const struct cert_pair *p, char *err, size_t errlen)
 {
     int fmt = p->chain_enc == CERT_PEM ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
@@ -159,14 +173,16 @@ static int on_session_new(WOLFSSL *ssl, WOLFSSL_SESSION *sess)
      * bornOn (4), timeout (4), ID length (1), ID. */
     size_t idlen = buf[SESSION_ID_OFFSET];
     uint8_t key[SESSCACHE_MAX_ID];
-    if (idlen == 0 || idlen >= sizeof(key) || SESSION_ID_OFFSET + 1 + idlen > (size_t)len) {
+    if (idlen == 0 || idlen + TICKET_BINDING_LEN > sizeof(key) ||
+        SESSION_ID_OFFSET + 1 + idlen > (size_t)len) {
         memset(buf, 0, (size_t)len);
         return 0;
     }
     /* Keyed by certificate too: a session resumes only where it began. */
-    key[0] = s->cert_index;
-    memcpy(key + 1, buf + SESSION_ID_OFFSET + 1, idlen);
-    sesscache_put(cache, key, idlen + 1, buf, (size_t)len, monotonic_ms());
+    const uint8_t *identity = s->set->certs[s->cert_index].identity;
+    memcpy(key, identity, TICKET_BINDING_LEN);
+    memcpy(key + TICKET_BINDING_LEN, buf + SESSION_ID_OFFSET + 1, idlen);
+    sesscache_put(cache, key, idlen + TICKET_BINDING_LEN, buf, (size_t)len, monotonic_ms());
     memset(buf, 0, (size_t)len);
     return 0;
 }
@@ -180,11 +196,12 @@ static WOLFSSL_SESSION *on_session_get(WOLFSSL *ssl, const unsigned char *id, in
     unsigned char buf[SESSCACHE_MAX_SESSION];
     uint8_t key[SESSCACHE_MAX_ID];
     *copy = 0;
-    if (cache == NULL || idlen <= 0 || (size_t)idlen >= sizeof(key))
+    if (cache == NULL || idlen <= 0 || (size_t)idlen + TICKET_BINDING_LEN > sizeof(key))
         return NULL;
-    key[0] = s->cert_index;
-    memcpy(key + 1, id, (size_t)idlen);
-    size_t n = sesscache_get(cache, key, (size_t)idlen + 1, buf, sizeof(buf), monotonic_ms());
+    memcpy(key, s->set->certs[s->cert_index].identity, TICKET_BINDING_LEN);
+    memcpy(key + TICKET_BINDING_LEN, id, (size_t)idlen);
+    size_t n = sesscache_get(cache, key, (size_t)idlen + TICKET_BINDING_LEN, buf, sizeof(buf),
+                             monotonic_ms());
     if (n == 0)
         return NULL;
     const unsigned char *p = buf;
@@ -207,12 +224,13 @@ static int on_ticket(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
     *outlen = len;
     if (len <= 0 || s == NULL)
         return WOLFSSL_TICKET_RET_REJECT;
+    const uint8_t *identity = s->set->certs[s->cert_index].identity;
     if (enc)
-        return ticket_seal(keys, s->cert_index, name, iv, ticket, (size_t)len, mac, time(NULL)) ==
+        return ticket_seal(keys, identity, name, iv, ticket, (size_t)len, mac, time(NULL)) ==
                        TICKET_OK
                    ? WOLFSSL_TICKET_RET_OK
                    : WOLFSSL_TICKET_RET_FATAL;
-    switch (ticket_open(keys, s->cert_index, name, iv, ticket, (size_t)len, mac, time(NULL))) {
+    switch (ticket_open(keys, identity, name, iv, ticket, (size_t)len, mac, time(NULL))) {
     case TICKET_OK: return WOLFSSL_TICKET_RET_OK;
     case TICKET_OK_RENEW: return WOLFSSL_TICKET_RET_CREATE;
     default: return WOLFSSL_TICKET_RET_REJECT;
@@ -348,6 +366,10 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
         rc = load_pair(c->ctx, &pairs[i], err, errlen);
         if (rc != 0 || setup_resumption(c->ctx, &set->res, err, errlen) != 0)
             goto fail;
+        if (certificate_identity(&pairs[i], c->identity) != 0) {
+            snprintf(err, errlen, "%s: cannot hash the certificate", pairs[i].source);
+            goto fail;
+        }
         if (client_cas != NULL &&
             setup_client_auth(c->ctx, client_cas, cfg->client_auth.required, err, errlen) != 0)
             goto fail;

@@ -144,13 +144,21 @@ def test_sessions_resume_across_a_reload(certs, cm, live, backend, moat_factory,
 
     _, sess = connect()
     assert connect(sess)[0], "no resumption even before the reload"
-    cm.leaf(cert, key)
     write_config(m, config(certs, [backend.addr], cert, key,
                            routes="  - path: /\n    upstream: app\n  - path: /x/\n"
                                   "    upstream: app\n"))
     assert sighup(m) == "ok"
     reused, _ = connect(sess)
     assert reused, "a session from before the reload did not resume after it"
+    # A new certificate: sessions proved by the old one end with it (as
+    # nginx's), since a certificate may be replaced because its key leaked.
+    serial = cm.leaf(cert, key)
+    assert sighup(m) == "ok"
+    reused, _ = connect(sess)
+    assert not reused, "a session of the replaced certificate resumed"
+    assert peer_serial(m.port()) == serial
+    _, sess = connect()
+    assert connect(sess)[0], "no resumption under the new certificate"
 
 
 def test_certificate_expiring_soon_loads_with_a_warning(certs, cm, live, backend, moat_factory):
