@@ -339,7 +339,8 @@ static void render_upstreams(struct text *t, const struct admin_source *src)
         pthread_mutex_unlock(&m->lock);
     }
     family(t, "moat_upstream_errors_total", "counter",
-           "Upstream failures by kind: connect, timeout, reset, malformed.");
+           "Upstream failures by kind: connect, timeout, reset, malformed, down (no server "
+           "to try).");
     for (size_t k = 0; k < n; k++)
         text_printf(t, "moat_upstream_errors_total{upstream=\"%s\",kind=\"%s\"} %llu\n",
                     label(sums[k].label, l, sizeof(l)), kinds[sums[k].code],

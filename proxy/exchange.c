@@ -419,6 +419,7 @@ static int on_request_head(void *ctx, struct http1_msg *m)
     if (rc == 502) {
         /* Counted, or an outage of a whole upstream shows in no error. */
         x->upstream_error = "no server available";
+        m->error_reason = x->upstream_error;
         count_upstream_error(x, UPSTREAM_ERROR_DOWN);
     }
     /* moat answers Expect: 100-continue itself, as nginx does, and does not

@@ -524,8 +524,8 @@ static int on_headers_complete(llhttp_t *p)
         rc = m->handler->on_head(m->ctx, m);
     }
     if (rc != 0) {
-        if (m->error_status == 0)
-            fail(m, rc, "refused");
+        if (m->error_status == 0) /* the handler may have said why */
+            fail(m, rc, m->error_reason != NULL ? m->error_reason : "refused");
         return -1;
     }
     /* llhttp parses heads only: moat decodes the body itself. */

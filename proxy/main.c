@@ -54,7 +54,8 @@ static const char usage_text[] =
     "      --key FILE        its PEM private key [MOAT_KEY]\n"
     "      --admin ADDR      admin endpoint, default 127.0.0.1:9901, or off [MOAT_ADMIN]\n"
     "      --redirect ADDR   plain-HTTP address answering 308 to HTTPS [MOAT_REDIRECT]\n"
-    "                        also: MOAT_TICKET_KEY_FILE, MOAT_WORKERS, MOAT_WATCH, MOAT_ACCESS_LOG\n"
+    "                        also: MOAT_TICKET_KEY_FILE, MOAT_WORKERS, MOAT_WATCH, MOAT_ACCESS_LOG,\n"
+    "                        MOAT_CLIENT_CA, MOAT_CLIENT_AUTH\n"
     "      --healthcheck [ADDR]  GET http://ADDR/healthz (default 127.0.0.1:9901, or\n"
     "                        $MOAT_ADMIN) and exit 0 if it answers 200: a container HEALTHCHECK\n";
 
