@@ -585,8 +585,8 @@ static uint8_t *join_hello_records(const uint8_t *p, const struct hello_records 
  * wolfSSL needs a message's 4-byte header within one record.  The rewrite
  * is never longer than what it replaces.
  */
-static void reframe_hello(uint8_t *p, size_t *n, const struct hello_records *h,
-                          const uint8_t *whole)
+static size_t reframe_hello(uint8_t *p, size_t *n, const struct hello_records *h,
+                            const uint8_t *whole)
 {
     size_t out = 0;
     for (size_t done = 0; done < h->payload;) {
@@ -600,6 +600,35 @@ static void reframe_hello(uint8_t *p, size_t *n, const struct hello_records *h,
     }
     memmove(p + out, p + h->bytes, *n - h->bytes);
     *n -= h->bytes - out;
+    return out;
+}
+
+/* 1 when the hello (a record header, then the message) offers TLS 1.3. */
+static int offers_tls13(const uint8_t *p, size_t n)
+{
+    size_t len;
+    const uint8_t *ext = hello_extension(p, n, 43, &len); /* supported_versions */
+    if (ext == NULL || len < 1 || ext[0] + 1u > len)
+        return 0;
+    for (size_t k = 1; k + 1 < 1u + ext[0]; k += 2)
+        if (ext[k] == 3 && ext[k + 1] == 4)
+            return 1;
+    return 0;
+}
+
+/*
+ * Removes a change_cipher_spec record right after the hello, at p[end].
+ * RFC 8446 5 has a TLS 1.3 server drop it ("middlebox compatibility",
+ * sent with early data); wolfSSL 5.5.4 refuses it before its ServerHello
+ * with illegal_parameter.  Later ones it drops itself.
+ */
+static void drop_early_ccs(uint8_t *p, size_t *n, size_t end)
+{
+    static const uint8_t ccs[6] = {0x14, 0x03, 0x03, 0x00, 0x01, 0x01};
+    if (*n >= end + sizeof(ccs) && memcmp(p + end, ccs, sizeof(ccs)) == 0) {
+        memmove(p + end, p + end + sizeof(ccs), *n - end - sizeof(ccs));
+        *n -= sizeof(ccs);
+    }
 }
 
 /* The sniffer's verdict on a whole hello: p[0..5) a record header, then
@@ -629,16 +658,23 @@ enum tls_sniff tls_sniff(uint8_t *p, size_t *n, char *sni)
     enum tls_sniff found = find_hello_records(p, *n, &h);
     if (found != TLS_SNIFF_TLS)
         return found;
-    if (h.count == 1 || h.payload > 16384)
-        return judge_hello(p, 5 + be16(p + 3), sni);
+    if (h.count == 1 || h.payload > 16384) {
+        enum tls_sniff verdict = judge_hello(p, 5 + be16(p + 3), sni);
+        if (verdict == TLS_SNIFF_TLS && h.count == 1 && offers_tls13(p, h.bytes))
+            drop_early_ccs(p, n, h.bytes);
+        return verdict;
+    }
     /* Split hellos are rare (tests, odd stacks): a copy costs nothing that
      * matters, and the server name and groups are read as for one record. */
     uint8_t *whole = join_hello_records(p, &h);
     if (whole == NULL)
         return TLS_SNIFF_GARBAGE;
     enum tls_sniff verdict = judge_hello(whole, 5 + h.payload, sni);
-    if (verdict == TLS_SNIFF_TLS)
-        reframe_hello(p, n, &h, whole);
+    if (verdict == TLS_SNIFF_TLS) {
+        size_t end = reframe_hello(p, n, &h, whole);
+        if (offers_tls13(whole, 5 + h.payload))
+            drop_early_ccs(p, n, end);
+    }
     free(whole);
     return verdict;
 }

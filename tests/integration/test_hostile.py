@@ -1082,6 +1082,25 @@ def test_client_hello_split_into_small_records(env, certs, version, size):
         s.close()
 
 
+@pytest.mark.parametrize("size", [None, 1], ids=["whole", "split"])
+def test_tls13_change_cipher_spec_right_after_the_hello_is_dropped(env, certs, size):
+    """RFC 8446 5: a change_cipher_spec record after the ClientHello (middlebox
+    compatibility, sent with early data) is dropped; wolfSSL refused it
+    before its ServerHello with illegal_parameter."""
+    v = ssl.TLSVersion.TLSv1_3
+    obj, inc, out, hello = real_client_hello(certs, minv=v, maxv=v)
+    if size:
+        hello = split_into_records(hello, size)
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=T(5))
+    try:
+        s.sendall(hello + b"\x14\x03\x03\x00\x01\x01")
+        finish_handshake(s, obj, inc, out)
+        assert obj.version() == "TLSv1.3"
+        served_over(env, s, obj, inc, out, "ccs")
+    finally:
+        s.close()
+
+
 def test_split_client_hello_picks_the_certificate_by_its_server_name(certs, backend,
                                                                       moat_factory):
     m = moat_factory(basic_yaml(certs, [backend.addr], second_cert=True))
