@@ -356,6 +356,24 @@ static void render_upstreams(struct text *t, const struct admin_source *src)
                     label(v.upstream, l, sizeof(l)), label(v.server, l2, sizeof(l2)), v.up);
 }
 
+/* The name that labels certificate k's expiry: its first name that no
+ * earlier certificate of the listener has among its names, so every series
+ * is unique (two certificates may share a first name).  NULL when none is
+ * left: SNI never picks that certificate, and moat warned of it when it
+ * loaded. */
+static const char *expiry_name(const struct cert_pair *certs, size_t k)
+{
+    for (size_t n = 0; n < certs[k].nnames; n++) {
+        int taken = 0;
+        for (size_t j = 0; j < k && !taken; j++)
+            for (size_t m = 0; m < certs[j].nnames && !taken; m++)
+                taken = strcmp(certs[j].names[m], certs[k].names[n]) == 0;
+        if (!taken)
+            return certs[k].names[n];
+    }
+    return NULL;
+}
+
 static void render_metrics(struct text *t, const struct admin_source *src)
 {
     const struct runtime *rt = *src->rt;
@@ -380,14 +398,14 @@ static void render_metrics(struct text *t, const struct admin_source *src)
            "When each served certificate expires (Unix time).");
     for (size_t i = 0; i < rt->cfg->nlisteners; i++)
         for (size_t k = 0; rt->certs[i] && k < rt->ncerts[i]; k++) {
-            const struct cert_pair *p = &rt->certs[i][k];
-            if (p->nnames == 0)
+            const char *name = expiry_name(rt->certs[i], k);
+            if (name == NULL)
                 continue;
             text_printf(t,
                         "moat_certificate_expiry_timestamp_seconds{listener=\"%s\",name=\"%s\"} "
                         "%lld\n",
                         label(rt->cfg->listeners[i].name, l1, sizeof(l1)),
-                        label(p->names[0], l2, sizeof(l2)), (long long)p->not_after);
+                        label(name, l2, sizeof(l2)), (long long)rt->certs[i][k].not_after);
         }
 }
 

@@ -96,6 +96,24 @@ static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t
     return 0;
 }
 
+/* SNI picks the first certificate holding a name: one whose every name an
+ * earlier certificate holds is never served (an RSA one after an ECDSA one
+ * for the same names: moat does not choose by the client's algorithms). */
+static void warn_if_never_chosen(const struct cfg_listener *l, const struct cert_pair *certs,
+                                 size_t k)
+{
+    for (size_t n = 0; n < certs[k].nnames; n++) {
+        int held = 0;
+        for (size_t j = 0; j < k && !held; j++)
+            for (size_t m = 0; m < certs[j].nnames && !held; m++)
+                held = strcmp(certs[j].names[m], certs[k].names[n]) == 0;
+        if (!held)
+            return;
+    }
+    log_warn("listener \"%s\": certificates[%zu] (%s) is never served: earlier certificates "
+             "hold all its names", l->name, k, certs[k].source);
+}
+
 static int load_certificates(struct runtime *rt, struct errbuf *e)
 {
     const struct cfg *cfg = rt->cfg;
@@ -124,6 +142,8 @@ static int load_certificates(struct runtime *rt, struct errbuf *e)
         for (size_t k = 0; k < n; k++)
             if (load_pair(cfg, l, k, runtime_client_cas(rt, i), &rt->certs[i][k], e) != 0)
                 failed = 1;
+        for (size_t k = 1; !failed && k < n; k++)
+            warn_if_never_chosen(l, rt->certs[i], k);
     }
     return failed ? -1 : 0;
 }

@@ -471,6 +471,27 @@ def test_certificate_expiry_name_is_the_first_dns_name(certs, backend, moat_fact
     assert names == ["dns-one.test"], names
 
 
+def test_certificates_sharing_a_first_name_get_one_series_each(certs, backend, moat_factory,
+                                                               tmp_path):
+    # Two certificates starting with the same name made the same label set
+    # twice (an invalid exposition).  Each is labelled with its first name no
+    # earlier one has; one whose every name an earlier one holds is never
+    # served: no series, and a warning.
+    cm = CertMaker(certs)
+    files = [(str(tmp_path / ("c%d.pem" % i)), str(tmp_path / ("k%d.pem" % i))) for i in range(3)]
+    cm.leaf(*files[0], cn="dup.test", dns=("dup.test", "www.dup.test"))
+    cm.leaf(*files[1], cn="dup.test", dns=("dup.test",))
+    cm.leaf(*files[2], cn="dup.test", dns=("dup.test", "api.dup.test"))
+    pairs = "".join("        - cert: %s\n          key: %s\n" % f for f in files)
+    y = admin_yaml(certs, [backend.addr]).replace(
+        "        - cert: %s\n          key: %s\n" % (certs.site_cert, certs.site_key), pairs)
+    m = moat_factory(y)
+    names = [l["name"] for l, _ in scrape(m).find("moat_certificate_expiry_timestamp_seconds",
+                                                   listener="public")]
+    assert names == ["dup.test", "api.dup.test"], names
+    assert "certificates[1] (%s) is never served" % files[1][0] in m.stderr(), m.stderr()
+
+
 def test_admin_listener_survives_reloads_and_can_move(certs, backend, moat_factory):
     m = moat_factory(admin_yaml(certs, [backend.addr]))
     port = m.port("@admin")
