@@ -363,14 +363,9 @@ static void render_upstreams(struct text *t, const struct admin_source *src)
  * loaded. */
 static const char *expiry_name(const struct cert_pair *certs, size_t k)
 {
-    for (size_t n = 0; n < certs[k].nnames; n++) {
-        int taken = 0;
-        for (size_t j = 0; j < k && !taken; j++)
-            for (size_t m = 0; m < certs[j].nnames && !taken; m++)
-                taken = strcmp(certs[j].names[m], certs[k].names[n]) == 0;
-        if (!taken)
+    for (size_t n = 0; n < certs[k].nnames; n++)
+        if (!cert_name_held_earlier(certs, k, certs[k].names[n]))
             return certs[k].names[n];
-    }
     return NULL;
 }
 

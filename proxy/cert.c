@@ -397,3 +397,12 @@ int cert_name_matches(const char *name, struct span host)
     }
     return host.len == n && memcmp(host.p, name, n) == 0;
 }
+
+int cert_name_held_earlier(const struct cert_pair *certs, size_t k, const char *name)
+{
+    for (size_t j = 0; j < k; j++)
+        for (size_t m = 0; m < certs[j].nnames; m++)
+            if (strcmp(certs[j].names[m], name) == 0)
+                return 1;
+    return 0;
+}

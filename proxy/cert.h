@@ -73,6 +73,10 @@ void cert_pair_free(struct cert_pair *pair);
  */
 int cert_pair_check(const struct cert_pair *pair, time_t now, char *err, size_t errlen);
 
+/* 1 if one of certs[0..k) holds name among its names: SNI picks the first
+ * certificate that holds a name. */
+int cert_name_held_earlier(const struct cert_pair *certs, size_t k, const char *name);
+
 /* 1 if host (lower-case) matches name: exact, or "*.suffix" over one label. */
 int cert_name_matches(const char *name, struct span host);
 

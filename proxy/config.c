@@ -540,49 +540,33 @@ static int valid_route_path(const char *p)
     return 1;
 }
 
-/* Routes and upstreams serve the TLS listeners: a configuration of
- * redirect listeners alone may leave both out. */
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Rewrites path in place as RFC 3986 6.2.2 normalizes it: escaped
- * unreserved characters decoded, other escapes with upper-case hex, so two
- * routes for the same path compare equal.  -1 for a broken escape or %00. */
+/* Rewrites path in place as RFC 3986 6.2.2 normalizes it (uri_path_unit):
+ * escaped unreserved characters decoded, other escapes with upper-case hex,
+ * so two routes for the same path compare equal.  -1, leaving path as
+ * written for the message, for a broken escape or %00. */
 static int normalize_route_path(char *path)
 {
     static const char hex[] = "0123456789ABCDEF";
-    for (const char *p = strchr(path, '%'); p != NULL; p = strchr(p + 3, '%')) {
-        int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
-        if (lo < 0 || (hi | lo) == 0)
-            return -1; /* the path is left as written, for the message */
-    }
+    size_t len = strlen(path);
+    if (!uri_path_escapes_are_sound((struct span){path, len}))
+        return -1;
     char *out = path;
-    for (const char *p = path; *p != '\0';) {
-        if (*p != '%') {
-            *out++ = *p++;
-            continue;
-        }
-        int hi = hex_digit(p[1]), lo = hex_digit(p[2]);
-        int c = hi << 4 | lo;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            *out++ = (char)c;
+    for (size_t i = 0; i < len;) {
+        int unit = uri_path_unit(path, len, &i);
+        if (unit < 256) {
+            *out++ = (char)unit;
         } else {
             *out++ = '%';
-            *out++ = hex[hi];
-            *out++ = hex[lo];
+            *out++ = hex[(unit - 256) >> 4];
+            *out++ = hex[unit & 15];
         }
-        p += 3;
     }
     *out = '\0';
     return 0;
 }
 
+/* Routes and upstreams serve the TLS listeners: a configuration of
+ * redirect listeners alone may leave both out. */
 static void check_routes(struct cfg_loader *ld, struct top_raw *r)
 {
     struct cfg *c = &r->c;

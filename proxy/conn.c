@@ -572,15 +572,15 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
     if (kind != TLS_SNIFF_TLS) {
         STAT_INC(c->gen->lstats[c->lidx]->handshake_errors);
         const uint8_t *alert = tls_sniff_alert(kind);
-        if (kind == TLS_SNIFF_HTTP)
+        if (kind == TLS_SNIFF_HTTP) {
             answer_plain_http(c);
-        else if (alert != NULL) {
+        } else if (alert != NULL) {
             if (kind == TLS_SNIFF_NO_GROUP)
                 log_debug("connection from %s: no key-exchange group in common", c->peer_ip);
             refuse_handshake(c, alert);
-        }
-        else
+        } else {
             conn_abort(c);
+        }
         return;
     }
     c->tls = tls_session_new(c->gen->tls[c->lidx], sni, &c->cipher_sink.sink);

@@ -341,7 +341,7 @@ static int analyze_target(struct http1_msg *m)
     m->path = (struct span){m->uri.p, q ? (size_t)(q - m->uri.p) : m->uri.len};
     if (!http1_path_is_safe(m->path))
         return fail(m, 400, "dot segment in path");
-    if (!http1_path_escapes_are_sound(m->path))
+    if (!uri_path_escapes_are_sound(m->path))
         return fail(m, 400, "broken percent-escape or %00 in path");
     return 0;
 }
@@ -564,14 +564,6 @@ enum chunk_state {
     CHUNK_DONE,
 };
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static int deliver(struct http1_msg *m, const char *p, size_t n)
 {
     if (n == 0)
@@ -593,7 +585,7 @@ static int chunk_framing_byte(struct http1_msg *m, unsigned char c)
     int bad = m->is_request ? 400 : 502;
     switch ((enum chunk_state)b->state) {
     case CHUNK_SIZE: {
-        int v = hex_value(c);
+        int v = hex_digit_value((char)c);
         if (++b->line > HTTP1_MAX_CHUNK_LINE)
             return fail(m, bad, "chunk-size line too long");
         if (v >= 0) {
@@ -870,24 +862,6 @@ static enum path_char classify_path_char(struct span path, size_t i, size_t *adv
         return PATH_CHAR_SEPARATOR;
     *adv = 0;
     return PATH_CHAR_OTHER;
-}
-
-static int is_hex_digit(char c)
-{
-    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
-}
-
-int http1_path_escapes_are_sound(struct span path)
-{
-    for (const char *p = memchr(path.p, '%', path.len); p != NULL;
-         p = memchr(p + 3, '%', path.len - (size_t)(p + 3 - path.p))) {
-        size_t left = path.len - (size_t)(p - path.p);
-        if (left < 3 || !is_hex_digit(p[1]) || !is_hex_digit(p[2]) || (p[1] == '0' && p[2] == '0'))
-            return 0;
-        if (left == 3)
-            break;
-    }
-    return 1;
 }
 
 int http1_path_is_safe(struct span path)

@@ -245,9 +245,5 @@ const char *http1_reason(int status);
 
 /* 1 if path (no query) has no "." or ".." segment, even percent-encoded. */
 int http1_path_is_safe(struct span path);
-/* 1 if every "%" in path begins an escape of two hex digits, none of them
- * "%00": applications decode paths, each its own way when an escape is
- * broken, and a NUL ends a path early in C. */
-int http1_path_escapes_are_sound(struct span path);
 
 #endif

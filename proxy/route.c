@@ -14,11 +14,6 @@ static int is_host_char(unsigned char c)
            c == '%';
 }
 
-static int is_hex(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 int route_normalize_host(struct span host, char *out)
 {
     size_t n = host.len, end;
@@ -64,8 +59,8 @@ int route_normalize_host(struct span host, char *out)
         if (p[0] != '[' && !is_host_char(c))
             return -1;
         /* RFC 3986 pct-encoded: "%" HEXDIG HEXDIG, nothing else. */
-        if (c == '%' && (i + 2 >= len || !is_hex((unsigned char)p[i + 1]) ||
-                         !is_hex((unsigned char)p[i + 2])))
+        if (c == '%' && (i + 2 >= len || hex_digit_value(p[i + 1]) < 0 ||
+                         hex_digit_value(p[i + 2]) < 0))
             return -1;
         out[i] = (char)c;
     }
@@ -73,43 +68,17 @@ int route_normalize_host(struct span host, char *out)
     return (int)len;
 }
 
-static int hex_value(unsigned char c)
-{
-    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-}
-
-static int is_unreserved(int c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-/* The character at s[*i] as RFC 3986 6.2.2 compares paths: an escaped
- * unreserved character is that character, so "/%61pi/" is "/api/" (as the
- * application behind will read it); another escape stays one, its hex in
- * any case (256 + its byte).  Advances *i past it. */
-static int path_unit(const char *s, size_t len, size_t *i)
-{
-    unsigned char c = (unsigned char)s[*i];
-    if (c == '%' && *i + 2 < len && is_hex((unsigned char)s[*i + 1]) &&
-        is_hex((unsigned char)s[*i + 2])) {
-        int byte = hex_value((unsigned char)s[*i + 1]) << 4 | hex_value((unsigned char)s[*i + 2]);
-        *i += 3;
-        return is_unreserved(byte) ? byte : 256 + byte;
-    }
-    (*i)++;
-    return c;
-}
-
-static int path_has_prefix(struct span path, const char *prefix, size_t *plen)
+/* prefix is normalized (config.c): against a path without escapes, bytes
+ * compare as RFC 3986 units do. */
+static int path_has_prefix(struct span path, int escaped, const char *prefix, size_t *plen)
 {
     size_t n = strlen(prefix);
     *plen = n;
-    if (memchr(path.p, '%', path.len) == NULL && memchr(prefix, '%', n) == NULL)
+    if (!escaped)
         return path.len >= n && memcmp(path.p, prefix, n) == 0;
     size_t i = 0, k = 0;
     while (k < n)
-        if (i >= path.len || path_unit(path.p, path.len, &i) != path_unit(prefix, n, &k))
+        if (i >= path.len || uri_path_unit(path.p, path.len, &i) != uri_path_unit(prefix, n, &k))
             return 0;
     return 1;
 }
@@ -142,6 +111,7 @@ static long host_score(const struct cfg_route *r, struct span host, enum route_t
 
 const struct cfg_route *route_match(const struct cfg *cfg, struct span host, struct span path)
 {
+    int escaped = memchr(path.p, '%', path.len) != NULL;
     for (enum route_tier t = ROUTE_TIER_EXACT; t <= ROUTE_TIER_ANY; t++) {
         const struct cfg_route *best = NULL;
         long best_host = -1;
@@ -150,7 +120,7 @@ const struct cfg_route *route_match(const struct cfg *cfg, struct span host, str
             const struct cfg_route *r = &cfg->routes[i];
             long hs = host_score(r, host, t);
             size_t plen;
-            if (hs < 0 || !path_has_prefix(path, r->path, &plen))
+            if (hs < 0 || !path_has_prefix(path, escaped, r->path, &plen))
                 continue;
             if (hs > best_host || (hs == best_host && plen > best_path)) {
                 best = r;

@@ -24,7 +24,8 @@
  */
 int route_normalize_host(struct span host, char *out);
 
-/* host: normalized (may be empty: HTTP/1.0 without Host); path: no query. */
+/* host: normalized (may be empty: HTTP/1.0 without Host); path: no query.
+ * cfg's route paths are normalized as cfg_load leaves them. */
 const struct cfg_route *route_match(const struct cfg *cfg, struct span host, struct span path);
 
 #endif

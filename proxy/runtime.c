@@ -102,14 +102,9 @@ static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t
 static void warn_if_never_chosen(const struct cfg_listener *l, const struct cert_pair *certs,
                                  size_t k)
 {
-    for (size_t n = 0; n < certs[k].nnames; n++) {
-        int held = 0;
-        for (size_t j = 0; j < k && !held; j++)
-            for (size_t m = 0; m < certs[j].nnames && !held; m++)
-                held = strcmp(certs[j].names[m], certs[k].names[n]) == 0;
-        if (!held)
+    for (size_t n = 0; n < certs[k].nnames; n++)
+        if (!cert_name_held_earlier(certs, k, certs[k].names[n]))
             return;
-    }
     log_warn("listener \"%s\": certificates[%zu] (%s) is never served: earlier certificates "
              "hold all its names", l->name, k, certs[k].source);
 }

@@ -320,3 +320,44 @@ void json_escape_append(char *out, size_t cap, size_t *pos, const char *s, size_
     }
     *pos = p;
 }
+
+int hex_digit_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int is_unreserved(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+int uri_path_unit(const char *s, size_t len, size_t *i)
+{
+    unsigned char c = (unsigned char)s[*i];
+    if (c == '%' && *i + 2 < len && hex_digit_value(s[*i + 1]) >= 0 &&
+        hex_digit_value(s[*i + 2]) >= 0) {
+        int byte = hex_digit_value(s[*i + 1]) << 4 | hex_digit_value(s[*i + 2]);
+        *i += 3;
+        return is_unreserved(byte) ? byte : 256 + byte;
+    }
+    (*i)++;
+    return c;
+}
+
+int uri_path_escapes_are_sound(struct span path)
+{
+    for (const char *p = memchr(path.p, '%', path.len); p != NULL;
+         p = memchr(p + 3, '%', path.len - (size_t)(p + 3 - path.p))) {
+        size_t left = path.len - (size_t)(p - path.p);
+        if (left < 3 || hex_digit_value(p[1]) < 0 || hex_digit_value(p[2]) < 0 ||
+            (p[1] == '0' && p[2] == '0'))
+            return 0;
+        if (left == 3)
+            break;
+    }
+    return 1;
+}

@@ -54,6 +54,22 @@ unsigned sockaddr_port(const struct sockaddr *sa);
 /* Levenshtein distance, bounded: returns max+1 when it exceeds max. */
 unsigned edit_distance(const char *a, const char *b, unsigned max);
 
+/* 0 to 15 for a hexadecimal digit, else -1. */
+int hex_digit_value(char c);
+
+/*
+ * URI paths (RFC 3986).  The character at s[*i] as 6.2.2 compares paths:
+ * an escaped unreserved character is that character ("/%61pi/" is
+ * "/api/", as an application will read it); another escape stays one, its
+ * hex in either case (256 + its byte); anything else is itself.  Advances
+ * *i past it.
+ */
+int uri_path_unit(const char *s, size_t len, size_t *i);
+/* 1 if every "%" in path begins an escape of two hex digits, none of them
+ * "%00": applications decode paths, each its own way when an escape is
+ * broken, and a NUL ends a path early in C. */
+int uri_path_escapes_are_sound(struct span path);
+
 /* Appends s JSON-escaped (without quotes) to out[*pos..cap), truncating. */
 void json_escape_append(char *out, size_t cap, size_t *pos, const char *s, size_t len);
 

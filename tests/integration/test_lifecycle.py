@@ -84,22 +84,29 @@ def test_embedded_default_forwards_to_8080(tmp_path, moat_factory, backend_facto
 
 # ---------------------------------------------------------------- signals
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
-def test_signal_lets_in_flight_request_finish(certs, backend, moat_factory, signum):
-    body = b"slow but complete\n" * 1000
-    backend.handler = lambda req: Resp(200, body, delay=1.5 if req.target == "/slow" else 0)
-    m = moat_factory(basic_yaml(certs, [backend.addr]))
+def request_in_background(m, certs, path):
+    """A GET on its own connection in a thread: (thread, result), result
+    holding "resp" or "error" once the thread ends."""
     result = {}
 
     def client():
         try:
             with Client(m.port(), certs, timeout=10) as c:
-                result["resp"] = c.request("GET", "/slow")
-        except Exception as e:  # reported below
+                result["resp"] = c.request("GET", path)
+        except Exception as e:  # reported by the caller
             result["error"] = e
 
     t = threading.Thread(target=client, daemon=True)
     t.start()
+    return t, result
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_signal_lets_in_flight_request_finish(certs, backend, moat_factory, signum):
+    body = b"slow but complete\n" * 1000
+    backend.handler = lambda req: Resp(200, body, delay=1.5 if req.target == "/slow" else 0)
+    m = moat_factory(basic_yaml(certs, [backend.addr]))
+    t, result = request_in_background(m, certs, "/slow")
     try:
         backend.wait_requests(1)
         m.signal(signum)
@@ -131,17 +138,7 @@ def test_a_second_signal_does_not_cut_the_drain(certs, backend, moat_factory, se
     # exits 0 (it used to die of the signal's default action).
     backend.handler = lambda req: Resp(200, b"done\n", delay=1.0)
     m = moat_factory(basic_yaml(certs, [backend.addr]))
-    result = {}
-
-    def client():
-        try:
-            with Client(m.port(), certs, timeout=10) as c:
-                result["resp"] = c.request("GET", "/slow")
-        except Exception as e:  # reported below
-            result["error"] = e
-
-    t = threading.Thread(target=client, daemon=True)
-    t.start()
+    t, result = request_in_background(m, certs, "/slow")
     backend.wait_requests(1)
     m.signal(signal.SIGTERM)
     time.sleep(T(0.2))

@@ -379,6 +379,31 @@ static void test_json_escape(void)
     CHECK_INT(pos, 3);
 }
 
+static int sound(const char *path)
+{
+    return uri_path_escapes_are_sound((struct span){path, strlen(path)});
+}
+
+static void test_path_escapes_are_sound(void)
+{
+    CHECK_INT(sound("/"), 1);
+    CHECK_INT(sound(""), 1);
+    CHECK_INT(sound("/a%20b"), 1);
+    CHECK_INT(sound("/%61pi/%7E%7e"), 1);
+    CHECK_INT(sound("/caf%C3%A9"), 1);
+    CHECK_INT(sound("/a%2fb%25"), 1);
+    CHECK_INT(sound("/x%01"), 1);
+
+    CHECK_INT(sound("/a%"), 0);
+    CHECK_INT(sound("/a%2"), 0);
+    CHECK_INT(sound("/%zz"), 0);
+    CHECK_INT(sound("/%g0/"), 0);
+    CHECK_INT(sound("/a%20%"), 0);
+    CHECK_INT(sound("/%00"), 0);
+    CHECK_INT(sound("/api%00/x"), 0);
+    CHECK_INT(sound("/ok%20then%0"), 0);
+}
+
 int main(void)
 {
     test_duration();
@@ -389,5 +414,6 @@ int main(void)
     test_spans();
     test_edit_distance();
     test_json_escape();
+    test_path_escapes_are_sound();
     return check_result();
 }
