@@ -356,15 +356,22 @@ static void render_upstreams(struct text *t, const struct admin_source *src)
                     label(v.upstream, l, sizeof(l)), label(v.server, l2, sizeof(l2)), v.up);
 }
 
-/* The name that labels certificate k's expiry: its first name that no
- * earlier certificate of the listener has among its names, so every series
- * is unique (two certificates may share a first name).  NULL when none is
- * left: SNI never picks that certificate, and moat warned of it when it
- * loaded. */
-static const char *expiry_name(const struct cert_pair *certs, size_t k)
+/* The name that labels certificate k's expiry, so that every series is
+ * unique (two certificates may share a first name): its first name that no
+ * earlier certificate of the listener holds.  Failing that, its first name
+ * no earlier certificate with its kind of key is served for, and *by_key
+ * says to add the key's kind to the labels: an RSA certificate beside an
+ * ECDSA one for the same site.  NULL when none is left: that certificate is
+ * never served, and moat warned of it when it loaded. */
+static const char *expiry_name(const struct cert_pair *certs, size_t k, int *by_key)
 {
+    *by_key = 0;
     for (size_t n = 0; n < certs[k].nnames; n++)
         if (!cert_name_held_earlier(certs, k, certs[k].names[n]))
+            return certs[k].names[n];
+    *by_key = 1;
+    for (size_t n = 0; n < certs[k].nnames; n++)
+        if (!cert_name_served_earlier(certs, k, certs[k].names[n]))
             return certs[k].names[n];
     return NULL;
 }
@@ -393,14 +400,17 @@ static void render_metrics(struct text *t, const struct admin_source *src)
            "When each served certificate expires (Unix time).");
     for (size_t i = 0; i < rt->cfg->nlisteners; i++)
         for (size_t k = 0; rt->certs[i] && k < rt->ncerts[i]; k++) {
-            const char *name = expiry_name(rt->certs[i], k);
+            int by_key;
+            const char *name = expiry_name(rt->certs[i], k, &by_key);
             if (name == NULL)
                 continue;
             text_printf(t,
-                        "moat_certificate_expiry_timestamp_seconds{listener=\"%s\",name=\"%s\"} "
+                        "moat_certificate_expiry_timestamp_seconds{listener=\"%s\",name=\"%s\"%s%s%s} "
                         "%lld\n",
                         label(rt->cfg->listeners[i].name, l1, sizeof(l1)),
-                        label(name, l2, sizeof(l2)), (long long)rt->certs[i][k].not_after);
+                        label(name, l2, sizeof(l2)), by_key ? ",key=\"" : "",
+                        by_key ? cert_key_name(rt->certs[i][k].key_type) : "", by_key ? "\"" : "",
+                        (long long)rt->certs[i][k].not_after);
         }
 }
 

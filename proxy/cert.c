@@ -134,6 +134,9 @@ static int inspect_leaf(struct cert_pair *pair, char *err, size_t errlen)
     }
     if (pair->nnames == 0 && dc.subjectCN != NULL)
         add_name(pair, dc.subjectCN, (size_t)dc.subjectCNLen);
+    pair->key_type = dc.keyOID == RSAk     ? CERT_KEY_RSA
+                     : dc.keyOID == ECDSAk ? CERT_KEY_ECDSA
+                                           : CERT_KEY_OTHER;
     pair->not_before = cert_date(dc.beforeDate, dc.beforeDateLen);
     pair->not_after = cert_date(dc.afterDate, dc.afterDateLen);
     wc_FreeDecodedCert(&dc);
@@ -405,4 +408,25 @@ int cert_name_held_earlier(const struct cert_pair *certs, size_t k, const char *
             if (strcmp(certs[j].names[m], name) == 0)
                 return 1;
     return 0;
+}
+
+int cert_name_served_earlier(const struct cert_pair *certs, size_t k, const char *name)
+{
+    for (size_t j = 0; j < k; j++) {
+        if (certs[j].key_type != certs[k].key_type && certs[j].key_type != CERT_KEY_OTHER)
+            continue;
+        for (size_t m = 0; m < certs[j].nnames; m++)
+            if (strcmp(certs[j].names[m], name) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+const char *cert_key_name(enum cert_key key)
+{
+    switch (key) {
+    case CERT_KEY_RSA: return "rsa";
+    case CERT_KEY_ECDSA: return "ecdsa";
+    default: return "other";
+    }
 }

@@ -21,6 +21,14 @@ enum cert_encoding {
     CERT_DER,
 };
 
+/* The kinds of key a client says it can verify, which is how a listener
+ * with one ECDSA and one RSA certificate for a site picks between them. */
+enum cert_key {
+    CERT_KEY_OTHER = 0, /* Ed25519 and the rest: served to whoever asks */
+    CERT_KEY_RSA,
+    CERT_KEY_ECDSA,
+};
+
 /* A certificate chain and its private key, owned (malloc) by the struct. */
 struct cert_pair {
     unsigned char *chain;       /* leaf first */
@@ -31,6 +39,7 @@ struct cert_pair {
     enum cert_encoding key_enc;
     char *names[CERT_MAX_NAMES]; /* lower-case DNS names (SAN, else CN) */
     size_t nnames;
+    enum cert_key key_type;     /* the leaf's public key */
     time_t not_before;
     time_t not_after;
     char source[512];           /* for messages: the certificate's path */
@@ -73,9 +82,15 @@ void cert_pair_free(struct cert_pair *pair);
  */
 int cert_pair_check(const struct cert_pair *pair, time_t now, char *err, size_t errlen);
 
-/* 1 if one of certs[0..k) holds name among its names: SNI picks the first
- * certificate that holds a name. */
+/* 1 if one of certs[0..k) holds name among its names. */
 int cert_name_held_earlier(const struct cert_pair *certs, size_t k, const char *name);
+/* 1 if one of certs[0..k) is served for name to every client certs[k]
+ * could be: it holds name and has the same kind of key (or one of a kind
+ * every client is served).  SNI picks the first certificate for a name
+ * among those with a key the client takes. */
+int cert_name_served_earlier(const struct cert_pair *certs, size_t k, const char *name);
+/* "rsa", "ecdsa" or "other". */
+const char *cert_key_name(enum cert_key key);
 
 /* 1 if host (lower-case) matches name: exact, or "*.suffix" over one label. */
 int cert_name_matches(const char *name, struct span host);

@@ -553,7 +553,7 @@ static void answer_plain_http(struct conn *c)
 
 static void sniff(struct conn *c, const uint8_t *p, size_t n)
 {
-    char sni[TLS_MAX_SNI + 1];
+    struct tls_hello hello;
     if (c->spill_len + n > CONN_MAX_SNIFF) {
         conn_abort(c);
         return;
@@ -566,7 +566,7 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
     memcpy(buf + c->spill_len, p, n);
     c->spill = buf;
     c->spill_len += n;
-    enum tls_sniff kind = tls_sniff(c->spill, &c->spill_len, sni);
+    enum tls_sniff kind = tls_sniff(c->spill, &c->spill_len, &hello);
     if (kind == TLS_SNIFF_MORE)
         return;
     if (kind != TLS_SNIFF_TLS) {
@@ -583,7 +583,7 @@ static void sniff(struct conn *c, const uint8_t *p, size_t n)
         }
         return;
     }
-    c->tls = tls_session_new(c->gen->tls[c->lidx], sni, &c->cipher_sink.sink);
+    c->tls = tls_session_new(c->gen->tls[c->lidx], &hello, &c->cipher_sink.sink);
     if (c->tls == NULL) {
         conn_abort(c);
         return;

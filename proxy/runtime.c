@@ -96,17 +96,17 @@ static int load_pair(const struct cfg *cfg, const struct cfg_listener *l, size_t
     return 0;
 }
 
-/* SNI picks the first certificate holding a name: one whose every name an
- * earlier certificate holds is never served (an RSA one after an ECDSA one
- * for the same names: moat does not choose by the client's algorithms). */
+/* SNI picks the first certificate for a name whose key the client takes:
+ * one whose every name an earlier certificate with the same kind of key
+ * holds is never served. */
 static void warn_if_never_chosen(const struct cfg_listener *l, const struct cert_pair *certs,
                                  size_t k)
 {
     for (size_t n = 0; n < certs[k].nnames; n++)
-        if (!cert_name_held_earlier(certs, k, certs[k].names[n]))
+        if (!cert_name_served_earlier(certs, k, certs[k].names[n]))
             return;
     log_warn("listener \"%s\": certificates[%zu] (%s) is never served: earlier certificates "
-             "hold all its names", l->name, k, certs[k].source);
+             "with the same kind of key hold all its names", l->name, k, certs[k].source);
 }
 
 static int load_certificates(struct runtime *rt, struct errbuf *e)

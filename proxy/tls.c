@@ -31,6 +31,7 @@ struct tls_cert_ctx {
     WOLFSSL_CTX *ctx;
     char **names;       /* borrowed copies owned by this struct */
     size_t nnames;
+    enum cert_key key_type;
     /* The certificate's identity (SHA-256 of its chain, cut): what sessions
      * are bound to, so they resume under this certificate only, neither
      * under another name's nor after a reload replaced it. */
@@ -373,6 +374,7 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
         if (client_cas != NULL &&
             setup_client_auth(c->ctx, client_cas, cfg->client_auth.required, err, errlen) != 0)
             goto fail;
+        c->key_type = pairs[i].key_type;
         c->names = calloc(pairs[i].nnames ? pairs[i].nnames : 1, sizeof(char *));
         if (c->names == NULL)
             goto fail;
@@ -424,21 +426,32 @@ static unsigned be16(const uint8_t *p)
 }
 
 /*
- * The body of extension type in the ClientHello of the complete record
- * p[0..n), or NULL when it is absent or the hello is malformed: wolfSSL
- * judges malformed hellos with the alert they deserve.
+ * Where the cipher suites (their 2-byte length, then the list) of the
+ * ClientHello in the complete record p[0..n) start, with *end where the
+ * message ends; 0 when the hello is malformed: wolfSSL judges malformed
+ * hellos with the alert they deserve.
  */
-static const uint8_t *hello_extension(const uint8_t *p, size_t n, unsigned type, size_t *len)
+static size_t hello_suites_at(const uint8_t *p, size_t n, size_t *end)
 {
     size_t i = 5;
     if (n < i + 4 || p[i] != 1)
-        return NULL;
-    size_t end = i + 4 + ((size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 | p[i + 3]);
+        return 0;
+    *end = i + 4 + ((size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 | p[i + 3]);
     i += 4 + 2 + 32; /* handshake header, version, random */
-    if (end > n || i + 1 > end)
-        return NULL;
+    if (*end > n || i + 1 > *end)
+        return 0;
     i += 1 + p[i]; /* session id */
-    if (i + 2 > end)
+    if (i + 2 > *end || i + 2 + be16(p + i) > *end)
+        return 0;
+    return i;
+}
+
+/* The body of extension type in the ClientHello of the complete record
+ * p[0..n), or NULL when it is absent or the hello is malformed. */
+static const uint8_t *hello_extension(const uint8_t *p, size_t n, unsigned type, size_t *len)
+{
+    size_t end, i = hello_suites_at(p, n, &end);
+    if (i == 0)
         return NULL;
     i += 2 + be16(p + i); /* cipher suites */
     if (i + 1 > end)
@@ -631,21 +644,89 @@ static void drop_early_ccs(uint8_t *p, size_t *n, size_t end)
     }
 }
 
+#define KEYS_ALL ((1u << CERT_KEY_RSA) | (1u << CERT_KEY_ECDSA))
+
+/* TLS 1.2 suites whose server signs with an ECDSA key (RFC 8422, 7251, 7905). */
+static int suite_signs_with_ecdsa(unsigned suite)
+{
+    switch (suite) {
+    case 0xC009: case 0xC00A: case 0xC023: case 0xC024: case 0xC02B: case 0xC02C:
+    case 0xC0AC: case 0xC0AD: case 0xC0AE: case 0xC0AF: case 0xCCA9:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* TLS 1.2 suites served with an RSA certificate: ECDHE-RSA, DHE-RSA, RSA. */
+static int suite_signs_with_rsa(unsigned suite)
+{
+    switch (suite) {
+    case 0xC013: case 0xC014: case 0xC027: case 0xC028: case 0xC02F: case 0xC030: case 0xCCA8:
+    case 0x0033: case 0x0039: case 0x0067: case 0x006B: case 0x009E: case 0x009F: case 0xCCAA:
+    case 0x002F: case 0x0035: case 0x003C: case 0x003D: case 0x009C: case 0x009D:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The kinds of certificate key the client can verify (bits 1u << CERT_KEY_*):
+ * what its signature_algorithms allow and, for TLS 1.2, its cipher suites.
+ * TLS 1.3 signs RSA with PSS only (RFC 8446 4.2.3).  0 when the hello is
+ * malformed.
+ */
+static unsigned hello_certificate_keys(const uint8_t *p, size_t n)
+{
+    size_t end, at = hello_suites_at(p, n, &end);
+    if (at == 0)
+        return 0;
+    int tls13 = offers_tls13(p, n);
+    unsigned by_signature = 0, by_suite = 0;
+    size_t len;
+    const uint8_t *sig = hello_extension(p, n, 13, &len); /* signature_algorithms */
+    if (sig == NULL || len < 2 || be16(sig) + 2u > len) {
+        by_signature = KEYS_ALL; /* TLS 1.2 then means SHA-1 with the suite's kind */
+    } else {
+        for (size_t k = 2; k + 1 < 2u + be16(sig); k += 2) {
+            unsigned hash = sig[k], kind = sig[k + 1];
+            int legacy_pair = !tls13 && hash >= 1 && hash <= 6; /* md5 .. sha512 */
+            if (kind == 3 && (legacy_pair || (hash >= 4 && hash <= 6)))
+                by_signature |= 1u << CERT_KEY_ECDSA;
+            if ((hash == 8 && kind >= 4 && kind <= 6) || (kind == 1 && legacy_pair))
+                by_signature |= 1u << CERT_KEY_RSA;
+        }
+    }
+    if (tls13)
+        return by_signature;
+    for (size_t k = at + 2; k + 1 < at + 2 + be16(p + at); k += 2) {
+        unsigned suite = be16(p + k);
+        if (suite_signs_with_ecdsa(suite))
+            by_suite |= 1u << CERT_KEY_ECDSA;
+        else if (suite_signs_with_rsa(suite))
+            by_suite |= 1u << CERT_KEY_RSA;
+    }
+    return by_signature & by_suite;
+}
+
 /* The sniffer's verdict on a whole hello: p[0..5) a record header, then
  * the handshake message. */
-static enum tls_sniff judge_hello(const uint8_t *p, size_t n, char *sni)
+static enum tls_sniff judge_hello(const uint8_t *p, size_t n, struct tls_hello *hello)
 {
-    enum tls_sniff name = hello_server_name(p, n, sni);
+    enum tls_sniff name = hello_server_name(p, n, hello->sni);
     if (name != TLS_SNIFF_TLS)
         return name;
     if (no_common_group(p, n))
         return TLS_SNIFF_NO_GROUP;
+    hello->keys = hello_certificate_keys(p, n);
     return TLS_SNIFF_TLS;
 }
 
-enum tls_sniff tls_sniff(uint8_t *p, size_t *n, char *sni)
+enum tls_sniff tls_sniff(uint8_t *p, size_t *n, struct tls_hello *hello)
 {
-    sni[0] = '\0';
+    hello->sni[0] = '\0';
+    hello->keys = 0;
     if (*n == 0)
         return TLS_SNIFF_MORE;
     if (p[0] != 0x16) {
@@ -659,7 +740,7 @@ enum tls_sniff tls_sniff(uint8_t *p, size_t *n, char *sni)
     if (found != TLS_SNIFF_TLS)
         return found;
     if (h.count == 1 || h.payload > 16384) {
-        enum tls_sniff verdict = judge_hello(p, 5 + be16(p + 3), sni);
+        enum tls_sniff verdict = judge_hello(p, 5 + be16(p + 3), hello);
         if (verdict == TLS_SNIFF_TLS && h.count == 1 && offers_tls13(p, h.bytes))
             drop_early_ccs(p, n, h.bytes);
         return verdict;
@@ -669,7 +750,7 @@ enum tls_sniff tls_sniff(uint8_t *p, size_t *n, char *sni)
     uint8_t *whole = join_hello_records(p, &h);
     if (whole == NULL)
         return TLS_SNIFF_GARBAGE;
-    enum tls_sniff verdict = judge_hello(whole, 5 + h.payload, sni);
+    enum tls_sniff verdict = judge_hello(whole, 5 + h.payload, hello);
     if (verdict == TLS_SNIFF_TLS) {
         size_t end = reframe_hello(p, n, &h, whole);
         if (offers_tls13(whole, 5 + h.payload))
@@ -679,31 +760,67 @@ enum tls_sniff tls_sniff(uint8_t *p, size_t *n, char *sni)
     return verdict;
 }
 
-static size_t pick_cert(struct tls_ctx_set *set, const char *sni)
+/* 1 if a client that verifies keys (bits 1u << CERT_KEY_*; 0: it did not
+ * say) can be served certificate c. */
+static int client_takes(const struct tls_cert_ctx *c, unsigned keys)
 {
-    struct span host = {sni, strlen(sni)};
-    if (host.len == 0)
-        return 0;
-    /* Exact names first, then wildcards, then the default. */
-    for (int wildcard = 0; wildcard <= 1; wildcard++) {
-        for (size_t i = 0; i < set->ncerts; i++) {
-            const struct tls_cert_ctx *c = &set->certs[i];
-            for (size_t k = 0; k < c->nnames; k++) {
-                int is_wild = c->names[k][0] == '*';
-                if (is_wild == wildcard && cert_name_matches(c->names[k], host))
-                    return i;
-            }
-        }
+    return keys == 0 || c->key_type == CERT_KEY_OTHER || (keys & (1u << c->key_type)) != 0;
+}
+
+static int holds_name(const struct tls_cert_ctx *c, struct span host, int wildcard)
+{
+    for (size_t k = 0; k < c->nnames; k++) {
+        int is_wild = c->names[k][0] == '*';
+        if (is_wild == wildcard && cert_name_matches(c->names[k], host))
+            return 1;
     }
     return 0;
 }
 
-struct tls_session *tls_session_new(struct tls_ctx_set *set, const char *sni, struct sink *out)
+/*
+ * By name: exact names, then wildcards; the first certificate for the name
+ * whose key the client can verify, so an ECDSA and an RSA certificate can
+ * serve one site to every client.  A client that can verify none gets the
+ * first and fails as it would anywhere.  No name, or one no certificate
+ * holds: the default, certs[0], or else the first certificate for the
+ * default's first name that the client can verify.
+ */
+static size_t pick_cert(struct tls_ctx_set *set, const struct tls_hello *hello)
+{
+    struct span host = {hello->sni, strlen(hello->sni)};
+    size_t first = SIZE_MAX;
+    for (int wildcard = 0; host.len > 0 && wildcard <= 1; wildcard++) {
+        for (size_t i = 0; i < set->ncerts; i++) {
+            if (!holds_name(&set->certs[i], host, wildcard))
+                continue;
+            if (client_takes(&set->certs[i], hello->keys))
+                return i;
+            if (first == SIZE_MAX)
+                first = i;
+        }
+    }
+    if (first != SIZE_MAX)
+        return first;
+    if (client_takes(&set->certs[0], hello->keys) || set->certs[0].nnames == 0)
+        return 0;
+    const char *site = set->certs[0].names[0];
+    for (size_t i = 1; i < set->ncerts; i++) {
+        if (!client_takes(&set->certs[i], hello->keys))
+            continue;
+        for (size_t k = 0; k < set->certs[i].nnames; k++)
+            if (strcmp(set->certs[i].names[k], site) == 0)
+                return i;
+    }
+    return 0;
+}
+
+struct tls_session *tls_session_new(struct tls_ctx_set *set, const struct tls_hello *hello,
+                                    struct sink *out)
 {
     struct tls_session *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
-    size_t cert = pick_cert(set, sni);
+    size_t cert = pick_cert(set, hello);
     s->cert_index = (uint8_t)cert;
     s->ssl = wolfSSL_new(set->certs[cert].ctx);
     if (s->ssl == NULL) {

@@ -78,22 +78,29 @@ const uint8_t *tls_sniff_alert(enum tls_sniff kind);
 
 #define TLS_MAX_SNI 255
 
-/*
- * Looks at the first *n bytes a client sent.  For TLS, once the whole
- * ClientHello is there (in one record or several), copies the SNI host
- * name (lower case, NUL-terminated, empty if none) into
- * sni[TLS_MAX_SNI + 1].  A hello split over several records is rewritten in
- * place into as few records as TLS allows, so wolfSSL takes any split a
- * client may choose; *n shrinks by the record headers saved.
- */
-enum tls_sniff tls_sniff(uint8_t *p, size_t *n, char *sni);
+/* What a ClientHello says that picks the certificate. */
+struct tls_hello {
+    char sni[TLS_MAX_SNI + 1];  /* lower case, without a final dot; "" if none */
+    unsigned keys;              /* bits (1u << CERT_KEY_*) the client can verify; 0: unknown */
+};
 
 /*
- * A server session for a client that asked for sni ("" for none), using the
- * certificate whose names match best.  Ciphertext to send goes to out, which
- * must outlive the session.  Returns NULL when memory is exhausted.
+ * Looks at the first *n bytes a client sent.  For TLS, once the whole
+ * ClientHello is there (in one record or several), fills *hello.  A hello
+ * split over several records is rewritten in place into as few records as
+ * TLS allows, so wolfSSL takes any split a client may choose; *n shrinks by
+ * the record headers saved.
  */
-struct tls_session *tls_session_new(struct tls_ctx_set *set, const char *sni, struct sink *out);
+enum tls_sniff tls_sniff(uint8_t *p, size_t *n, struct tls_hello *hello);
+
+/*
+ * A server session for a client that sent hello, using the certificate
+ * whose names match best among those whose key the client can verify.
+ * Ciphertext to send goes to out, which must outlive the session.  Returns
+ * NULL when memory is exhausted.
+ */
+struct tls_session *tls_session_new(struct tls_ctx_set *set, const struct tls_hello *hello,
+                                    struct sink *out);
 void tls_session_free(struct tls_session **s);
 
 /* Ciphertext read from the socket; consumed by the calls below.  The bytes

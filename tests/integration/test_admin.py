@@ -475,21 +475,30 @@ def test_certificates_sharing_a_first_name_get_one_series_each(certs, backend, m
                                                                tmp_path):
     # Two certificates starting with the same name made the same label set
     # twice (an invalid exposition).  Each is labelled with its first name no
-    # earlier one has; one whose every name an earlier one holds is never
-    # served: no series, and a warning.
+    # earlier one has; one whose every name an earlier one with the same
+    # kind of key holds is never served: no series, and a warning.  An RSA
+    # certificate beside an ECDSA one for the same names is served (to
+    # clients that cannot verify ECDSA): its series has a key label.
+    from cryptography.hazmat.primitives.asymmetric import rsa
     cm = CertMaker(certs)
-    files = [(str(tmp_path / ("c%d.pem" % i)), str(tmp_path / ("k%d.pem" % i))) for i in range(3)]
+    files = [(str(tmp_path / ("c%d.pem" % i)), str(tmp_path / ("k%d.pem" % i))) for i in range(5)]
     cm.leaf(*files[0], cn="dup.test", dns=("dup.test", "www.dup.test"))
     cm.leaf(*files[1], cn="dup.test", dns=("dup.test",))
     cm.leaf(*files[2], cn="dup.test", dns=("dup.test", "api.dup.test"))
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cm.leaf(*files[3], key=rsa_key, cn="dup.test", dns=("dup.test", "www.dup.test"))
+    cm.leaf(*files[4], key=rsa_key, cn="dup.test", dns=("www.dup.test",))
     pairs = "".join("        - cert: %s\n          key: %s\n" % f for f in files)
     y = admin_yaml(certs, [backend.addr]).replace(
         "        - cert: %s\n          key: %s\n" % (certs.site_cert, certs.site_key), pairs)
     m = moat_factory(y)
-    names = [l["name"] for l, _ in scrape(m).find("moat_certificate_expiry_timestamp_seconds",
-                                                   listener="public")]
-    assert names == ["dup.test", "api.dup.test"], names
-    assert "certificates[1] (%s) is never served" % files[1][0] in m.stderr(), m.stderr()
+    series = [(l["name"], l.get("key")) for l, _ in
+              scrape(m).find("moat_certificate_expiry_timestamp_seconds", listener="public")]
+    assert series == [("dup.test", None), ("api.dup.test", None), ("dup.test", "rsa")], series
+    never = [line for line in m.stderr().splitlines() if "is never served" in line]
+    assert len(never) == 2, never
+    assert "certificates[1] (%s) is never served" % files[1][0] in never[0], never
+    assert "certificates[4] (%s) is never served" % files[4][0] in never[1], never
 
 
 def test_admin_listener_survives_reloads_and_can_move(certs, backend, moat_factory):

@@ -323,3 +323,79 @@ def test_request_record_split_across_segments_after_the_handshake(proxy, certs):
                     assert d, data
                     incoming.write(d)
             assert data.startswith(b"HTTP/1.1 200"), data[:100]
+
+
+def _rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _served_key(port, sni, *, ciphers=None, maxv=None):
+    """'rsa' or 'ec': the key of the certificate a full handshake gets, after
+    a GET through it answered 200."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    ctx = client_context(None, verify=False, maxv=maxv)
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=T(5))
+    with ctx.wrap_socket(raw, server_hostname=sni) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert s.recv(12) == b"HTTP/1.1 200"
+        key = x509.load_der_x509_certificate(s.getpeercert(binary_form=True)).public_key()
+    assert isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)), key
+    return "rsa" if isinstance(key, rsa.RSAPublicKey) else "ec"
+
+
+@pytest.fixture
+def dual_key_proxy(certs, backend, moat_factory, tmp_path):
+    """site.test with an ECDSA certificate first and an RSA one second;
+    pair.test's hosts with ECDSA for www.pair.test and RSA for *.pair.test."""
+    from opslib import CertMaker
+    cm = CertMaker(certs)
+    files = [(str(tmp_path / ("c%d.pem" % i)), str(tmp_path / ("k%d.pem" % i))) for i in range(4)]
+    cm.leaf(*files[0], cn="site.test")
+    cm.leaf(*files[1], key=_rsa_key(), cn="site.test")
+    cm.leaf(*files[2], cn="www.pair.test", dns=("www.pair.test",), ips=())
+    cm.leaf(*files[3], key=_rsa_key(), cn="pair.test", dns=("*.pair.test",), ips=())
+    pairs = "".join("        - cert: %s\n          key: %s\n" % f for f in files)
+    y = basic_yaml(certs, [backend.addr]).replace(
+        "        - cert: %s\n          key: %s\n" % (certs.site_cert, certs.site_key), pairs)
+    return moat_factory(y)
+
+
+RSA_ONLY_12 = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305"
+ECDSA_ONLY_12 = "ECDHE-ECDSA-AES128-GCM-SHA256"
+
+
+@pytest.mark.parametrize("sni", ["site.test", "localhost", None])
+def test_an_rsa_certificate_serves_clients_that_cannot_verify_ecdsa(dual_key_proxy, sni):
+    # Before, SNI took the first certificate for a name whatever its key:
+    # a TLS 1.2 client offering only RSA suites failed its handshake.
+    port = dual_key_proxy.port()
+    tls12 = ssl.TLSVersion.TLSv1_2
+    assert _served_key(port, sni, ciphers=RSA_ONLY_12, maxv=tls12) == "rsa"
+    assert _served_key(port, sni, ciphers=ECDSA_ONLY_12, maxv=tls12) == "ec"
+    assert _served_key(port, sni, maxv=tls12) == "ec"  # both: the first listed
+    assert _served_key(port, sni) == "ec"
+
+
+def test_an_rsa_wildcard_serves_an_exact_ecdsa_name_to_rsa_only_clients(dual_key_proxy):
+    port = dual_key_proxy.port()
+    tls12 = ssl.TLSVersion.TLSv1_2
+    assert _served_key(port, "www.pair.test", ciphers=RSA_ONLY_12, maxv=tls12) == "rsa"
+    assert _served_key(port, "www.pair.test", maxv=tls12) == "ec"
+    assert _served_key(port, "api.pair.test") == "rsa"
+
+
+@pytest.mark.parametrize("sigalgs,want", [
+    ("rsa_pss_rsae_sha256", "RSA-PSS"), ("ecdsa_secp256r1_sha256", "ECDSA"),
+    ("ecdsa_secp256r1_sha256:rsa_pss_rsae_sha256", "ECDSA"),
+    ("rsa_pss_rsae_sha256:ecdsa_secp256r1_sha256", "ECDSA")])
+def test_tls13_certificate_follows_the_signature_algorithms(dual_key_proxy, sigalgs, want):
+    r = s_client(dual_key_proxy.port(), "-tls1_3", "-ign_eof", "-sigalgs", sigalgs,
+                 servername="site.test", data=b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
+    text = (r.stdout + r.stderr).decode(errors="replace")
+    m = re.search(r"Peer signature type: (\S+)", text)
+    assert m and m.group(1) == want, text
+    assert "HTTP/1.1 200" in text, text
