@@ -107,9 +107,12 @@ static void on_redir_written(uv_write_t *req, int status)
         uv_timer_start(&r->timer, on_redir_timer, REDIRECT_LINGER_MS, 0);
 }
 
-/* Redirects are requests too: the access log has them, as nginx's has. */
+/* Redirects are requests too: the access log and moat_requests_total (no
+ * route) have them, as nginx's log and counters have. */
 static void log_answer(struct redir *r, int status, uint64_t body_bytes)
 {
+    uint64_t duration_ns = uv_hrtime() - r->start_ns;
+    metrics_request(&r->w->metrics, r->gen->noroute, status, duration_ns / 1000);
     if (!log_access_enabled())
         return;
     const struct cfg *cfg = r->gen->cfg;
@@ -119,7 +122,7 @@ static void log_answer(struct redir *r, int status, uint64_t body_bytes)
         .req = r->head_parsed ? &r->req : NULL,
         .status = status,
         .bytes = body_bytes,
-        .duration_ns = uv_hrtime() - r->start_ns,
+        .duration_ns = duration_ns,
     };
     access_log_write(&r->w->access, cfg, &e);
 }

@@ -123,9 +123,14 @@ def test_redirect_closes_after_each_response(redir):
 def test_redirect_does_not_reach_the_backend_and_is_counted(redir, backend):
     for _ in range(3):
         assert ask(redir.port("redirect"), b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")[0] == 308
+    assert ask(redir.port("redirect"), b"GET /x HTTP/1.1\r\n\r\n")[0] == 400
     assert backend.requests == []
     mt = scrape(redir)
-    assert mt.value("moat_connections_total", listener="redirect") == 3
+    assert mt.value("moat_connections_total", listener="redirect") == 4
+    # requests like any other, under no route (nginx counts them too)
+    assert mt.value("moat_requests_total", route="", code="308") == 3
+    assert mt.value("moat_requests_total", route="", code="400") == 1
+    assert mt.value("moat_request_duration_seconds_count") == 4
     # a plain-HTTP listener has no TLS series; the TLS listener keeps its own
     for family in ("moat_tls_handshakes_total", "moat_tls_handshake_errors_total",
                    "moat_session_tickets_total"):
