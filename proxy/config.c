@@ -104,7 +104,8 @@ static const struct cfg_field listener_fields[] = {
     FIELD(struct cfg_listener, "tls", CFG_T_SECTION, tls, .section = &tls_section,
           .flags = CFG_F_PRESENT, .present_off = offsetof(struct cfg_listener, has_tls)),
     FIELD(struct cfg_listener, "redirect_to_https", CFG_T_UINT, redirect_to_https, .def = "0",
-          .max = 65535),
+          .max = 65535, .flags = CFG_F_POS,
+          .pos_off = offsetof(struct cfg_listener, redirect_pos)),
 };
 static const struct cfg_section listener_section =
     SECTION_OF(struct cfg_listener, "listener", listener_fields, .has_pos = 1,
@@ -392,7 +393,11 @@ static void check_listeners(struct cfg_loader *ld, struct top_raw *r)
                           "clients between them",
                           l->name, l->bind, o->bind, o->name);
         }
-        if (l->has_tls == (l->redirect_to_https != 0))
+        if (l->redirect_pos.line != 0 && l->redirect_to_https == 0)
+            cfg_error(ld, l->redirect_pos,
+                      "\"redirect_to_https\": 0 is out of range (1 to 65535): it is the port "
+                      "clients are sent to");
+        else if (l->has_tls == (l->redirect_to_https != 0))
             cfg_error(ld, l->pos,
                       "listener \"%s\": needs exactly one of \"tls\" (HTTPS) and "
                       "\"redirect_to_https\" (plain HTTP answering with redirects)",

@@ -71,6 +71,7 @@ struct cfg_listener {
     uint64_t redirect_to_https; /* plain-HTTP listener answering 308 to this port; 0: none */
     struct cfg_pos pos;
     struct cfg_pos bind_pos;
+    struct cfg_pos redirect_pos; /* line 0: redirect_to_https not given */
 };
 
 struct cfg_route {

@@ -921,6 +921,13 @@ static void test_lifecycle_keys(void)
     expect_error(BASE_LISTENERS "    redirect_to_https: 443\n" BASE_ROUTES BASE_UPSTREAMS,
                  "t.yaml:2:5: listener \"a\": needs exactly one of \"tls\" (HTTPS) and "
                  "\"redirect_to_https\" (plain HTTP answering with redirects)");
+    /* 0 is no port to send clients to: it used to read as "neither". */
+    expect_error("listeners:\n"
+                 "  - name: a\n"
+                 "    bind: \"127.0.0.1:8080\"\n"
+                 "    redirect_to_https: 0\n",
+                 "t.yaml:4:24: \"redirect_to_https\": 0 is out of range (1 to 65535): it is the "
+                 "port clients are sent to");
     expect_error(BASE "    health_check:\n      interval: 1s\n",
                  "t.yaml:15:7: health_check: missing required key \"path\"");
     expect_error(BASE "    health_check:\n      path: healthz\n",
