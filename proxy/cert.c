@@ -134,9 +134,15 @@ static int inspect_leaf(struct cert_pair *pair, char *err, size_t errlen)
     }
     if (pair->nnames == 0 && dc.subjectCN != NULL)
         add_name(pair, dc.subjectCN, (size_t)dc.subjectCNLen);
-    pair->key_type = dc.keyOID == RSAk     ? CERT_KEY_RSA
-                     : dc.keyOID == ECDSAk ? CERT_KEY_ECDSA
-                                           : CERT_KEY_OTHER;
+    pair->key_type = CERT_KEY_OTHER;
+    if (dc.keyOID == RSAk)
+        pair->key_type = CERT_KEY_RSA;
+    else if (dc.keyOID == ECDSAk && dc.pkCurveOID == ECC_SECP256R1_OID)
+        pair->key_type = CERT_KEY_P256;
+    else if (dc.keyOID == ECDSAk && dc.pkCurveOID == ECC_SECP384R1_OID)
+        pair->key_type = CERT_KEY_P384;
+    else if (dc.keyOID == ECDSAk && dc.pkCurveOID == ECC_SECP521R1_OID)
+        pair->key_type = CERT_KEY_P521;
     pair->not_before = cert_date(dc.beforeDate, dc.beforeDateLen);
     pair->not_after = cert_date(dc.afterDate, dc.afterDateLen);
     wc_FreeDecodedCert(&dc);
@@ -426,7 +432,9 @@ const char *cert_key_name(enum cert_key key)
 {
     switch (key) {
     case CERT_KEY_RSA: return "rsa";
-    case CERT_KEY_ECDSA: return "ecdsa";
+    case CERT_KEY_P256: return "ecdsa-p256";
+    case CERT_KEY_P384: return "ecdsa-p384";
+    case CERT_KEY_P521: return "ecdsa-p521";
     default: return "other";
     }
 }

@@ -22,11 +22,15 @@ enum cert_encoding {
 };
 
 /* The kinds of key a client says it can verify, which is how a listener
- * with one ECDSA and one RSA certificate for a site picks between them. */
+ * with ECDSA and RSA certificates for a site picks between them.  ECDSA
+ * keys count by curve: TLS 1.3 names the curve in the signature scheme,
+ * TLS 1.2 clients list the curves they take. */
 enum cert_key {
     CERT_KEY_OTHER = 0, /* Ed25519 and the rest: served to whoever asks */
     CERT_KEY_RSA,
-    CERT_KEY_ECDSA,
+    CERT_KEY_P256,
+    CERT_KEY_P384,
+    CERT_KEY_P521,
 };
 
 /* A certificate chain and its private key, owned (malloc) by the struct. */
@@ -89,7 +93,7 @@ int cert_name_held_earlier(const struct cert_pair *certs, size_t k, const char *
  * every client is served).  SNI picks the first certificate for a name
  * among those with a key the client takes. */
 int cert_name_served_earlier(const struct cert_pair *certs, size_t k, const char *name);
-/* "rsa", "ecdsa" or "other". */
+/* "rsa", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521" or "other". */
 const char *cert_key_name(enum cert_key key);
 
 /* 1 if host (lower-case) matches name: exact, or "*.suffix" over one label. */

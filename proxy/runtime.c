@@ -109,6 +109,19 @@ static void warn_if_never_chosen(const struct cfg_listener *l, const struct cert
              "with the same kind of key hold all its names", l->name, k, certs[k].source);
 }
 
+/* A custom cipher list may leave TLS 1.2 no suite for a certificate's key:
+ * TLS 1.2 clients then get another certificate, or fail. */
+static void warn_if_no_tls12_suite(const struct cfg_listener *l, const struct cert_pair *certs,
+                                   size_t k)
+{
+    if (l->tls.ciphers == NULL || strcmp(l->tls.min_version, "1.2") != 0 ||
+        tls_ciphers_serve_tls12(l->tls.ciphers, certs[k].key_type))
+        return;
+    log_warn("listener \"%s\": certificates[%zu] (%s) has a key of kind %s, which no TLS 1.2 "
+             "suite of \"ciphers\" can use", l->name, k, certs[k].source,
+             cert_key_name(certs[k].key_type));
+}
+
 static int load_certificates(struct runtime *rt, struct errbuf *e)
 {
     const struct cfg *cfg = rt->cfg;
@@ -137,8 +150,11 @@ static int load_certificates(struct runtime *rt, struct errbuf *e)
         for (size_t k = 0; k < n; k++)
             if (load_pair(cfg, l, k, runtime_client_cas(rt, i), &rt->certs[i][k], e) != 0)
                 failed = 1;
-        for (size_t k = 1; !failed && k < n; k++)
-            warn_if_never_chosen(l, rt->certs[i], k);
+        for (size_t k = 0; !failed && k < n; k++) {
+            if (k > 0)
+                warn_if_never_chosen(l, rt->certs[i], k);
+            warn_if_no_tls12_suite(l, rt->certs[i], k);
+        }
     }
     return failed ? -1 : 0;
 }

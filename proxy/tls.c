@@ -42,6 +42,8 @@ struct tls_ctx_set {
     struct tls_cert_ctx *certs;
     size_t ncerts;
     int alpn;           /* offer http/1.1 */
+    int tls13;          /* the cipher list has TLS 1.3 suites */
+    uint32_t suites12;  /* its TLS 1.2 suites, a mask over tls12_suites */
     struct tls_resumption res;
 };
 
@@ -302,6 +304,73 @@ static int setup_resumption(WOLFSSL_CTX *ctx, const struct tls_resumption *res, 
     return 0;
 }
 
+#define KEY_BIT(k) (1u << (k))
+#define ECDSA_KEYS (KEY_BIT(CERT_KEY_P256) | KEY_BIT(CERT_KEY_P384) | KEY_BIT(CERT_KEY_P521))
+#define ALL_KEYS (KEY_BIT(CERT_KEY_RSA) | ECDSA_KEYS)
+
+/*
+ * The TLS 1.2 suites that say which kind of key the server signs with:
+ * ECDHE-ECDSA (RFC 8422, 7251, 7905), then ECDHE-RSA, DHE-RSA and RSA.  A
+ * hello's and a listener's suites are masks over this table, so that the
+ * suites they share are one AND.
+ */
+static const uint16_t tls12_suites[] = {
+    0xC009, 0xC00A, 0xC023, 0xC024, 0xC02B, 0xC02C, 0xC0AC, 0xC0AD, 0xC0AE, 0xC0AF, 0xCCA9,
+    0xC013, 0xC014, 0xC027, 0xC028, 0xC02F, 0xC030, 0xCCA8, 0x0033, 0x0039, 0x0067, 0x006B,
+    0x009E, 0x009F, 0xCCAA, 0x002F, 0x0035, 0x003C, 0x003D, 0x009C, 0x009D,
+};
+#define ECDSA_SUITES ((uint32_t)0x7FF)
+#define RSA_SUITES ((uint32_t)((1ull << (sizeof(tls12_suites) / sizeof(tls12_suites[0]))) - 1) & ~ECDSA_SUITES)
+
+static uint32_t tls12_suite_bit(unsigned suite)
+{
+    for (size_t i = 0; i < sizeof(tls12_suites) / sizeof(tls12_suites[0]); i++)
+        if (tls12_suites[i] == suite)
+            return (uint32_t)1 << i;
+    return 0;
+}
+
+/* The TLS 1.2 suites of a cipher list (wolfSSL's or IANA names, ':'
+ * between them) as a mask over tls12_suites, and whether it has TLS 1.3
+ * ones; all of them when a word is no suite's name (wolfSSL's "ALL"): then
+ * the list does not narrow the choice. */
+static uint32_t cipher_list_suites(const char *ciphers, int *tls13)
+{
+    uint32_t mask = 0;
+    *tls13 = 0;
+    char name[128];
+    for (const char *p = ciphers; *p != '\0';) {
+        size_t len = strcspn(p, ":");
+        if (len > 0 && len < sizeof(name)) {
+            memcpy(name, p, len);
+            name[len] = '\0';
+            byte b0, b1;
+            int flags = 0;
+            if (wolfSSL_get_cipher_suite_from_name(name, &b0, &b1, &flags) != 0) {
+                *tls13 = 1;
+                return ECDSA_SUITES | RSA_SUITES;
+            }
+            *tls13 |= b0 == 0x13;
+            mask |= tls12_suite_bit((unsigned)b0 << 8 | b1);
+        }
+        p += len + (p[len] == ':');
+    }
+    return mask;
+}
+
+int tls_ciphers_serve_tls12(const char *ciphers, enum cert_key key)
+{
+    int tls13;
+    uint32_t mask = cipher_list_suites(ciphers ? ciphers : default_ciphers, &tls13);
+    switch (key) {
+    case CERT_KEY_RSA: return (mask & RSA_SUITES) != 0;
+    case CERT_KEY_P256:
+    case CERT_KEY_P384:
+    case CERT_KEY_P521: return (mask & ECDSA_SUITES) != 0;
+    default: return 1;
+    }
+}
+
 static WOLFSSL_CTX *new_ctx(const struct cfg_tls *cfg, char *err, size_t errlen)
 {
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
@@ -357,6 +426,8 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
     int rc = 0;
     set->ncerts = npairs;
     set->alpn = cfg->nalpn > 0;
+    const char *ciphers = cfg->ciphers ? cfg->ciphers : default_ciphers;
+    set->suites12 = cipher_list_suites(ciphers, &set->tls13);
     if (res != NULL)
         set->res = *res;
     for (size_t i = 0; i < npairs; i++) {
@@ -644,70 +715,61 @@ static void drop_early_ccs(uint8_t *p, size_t *n, size_t end)
     }
 }
 
-#define KEYS_ALL ((1u << CERT_KEY_RSA) | (1u << CERT_KEY_ECDSA))
-
-/* TLS 1.2 suites whose server signs with an ECDSA key (RFC 8422, 7251, 7905). */
-static int suite_signs_with_ecdsa(unsigned suite)
+/* The ECDSA curves of a TLS 1.2 hello's supported_groups (all of them
+ * when it has none: RFC 8422 5.1). */
+static unsigned hello_ecdsa_curves(const uint8_t *p, size_t n)
 {
-    switch (suite) {
-    case 0xC009: case 0xC00A: case 0xC023: case 0xC024: case 0xC02B: case 0xC02C:
-    case 0xC0AC: case 0xC0AD: case 0xC0AE: case 0xC0AF: case 0xCCA9:
-        return 1;
-    default:
-        return 0;
+    size_t len;
+    const uint8_t *ext = hello_extension(p, n, 10, &len);
+    if (ext == NULL || len < 2 || be16(ext) + 2u > len)
+        return ECDSA_KEYS;
+    unsigned curves = 0;
+    for (size_t k = 2; k + 1 < 2u + be16(ext); k += 2) {
+        unsigned g = be16(ext + k);
+        curves |= g == WOLFSSL_ECC_SECP256R1   ? KEY_BIT(CERT_KEY_P256)
+                  : g == WOLFSSL_ECC_SECP384R1 ? KEY_BIT(CERT_KEY_P384)
+                  : g == WOLFSSL_ECC_SECP521R1 ? KEY_BIT(CERT_KEY_P521)
+                                               : 0;
     }
-}
-
-/* TLS 1.2 suites served with an RSA certificate: ECDHE-RSA, DHE-RSA, RSA. */
-static int suite_signs_with_rsa(unsigned suite)
-{
-    switch (suite) {
-    case 0xC013: case 0xC014: case 0xC027: case 0xC028: case 0xC02F: case 0xC030: case 0xCCA8:
-    case 0x0033: case 0x0039: case 0x0067: case 0x006B: case 0x009E: case 0x009F: case 0xCCAA:
-    case 0x002F: case 0x0035: case 0x003C: case 0x003D: case 0x009C: case 0x009D:
-        return 1;
-    default:
-        return 0;
-    }
+    return curves;
 }
 
 /*
- * The kinds of certificate key the client can verify (bits 1u << CERT_KEY_*):
- * what its signature_algorithms allow and, for TLS 1.2, its cipher suites.
- * TLS 1.3 signs RSA with PSS only (RFC 8446 4.2.3).  0 when the hello is
- * malformed.
+ * Reads which certificate keys the client can verify: under TLS 1.3 the
+ * signature schemes alone, which name the ECDSA curve and sign RSA with PSS
+ * only (RFC 8446 4.2.3); under TLS 1.2 the signature algorithms, the curves
+ * and the suites, which tls_session_new meets with the listener's.
  */
-static unsigned hello_certificate_keys(const uint8_t *p, size_t n)
+static void read_hello_keys(const uint8_t *p, size_t n, struct tls_hello *hello)
 {
     size_t end, at = hello_suites_at(p, n, &end);
     if (at == 0)
-        return 0;
-    int tls13 = offers_tls13(p, n);
-    unsigned by_signature = 0, by_suite = 0;
+        return;
+    hello->readable = 1;
+    hello->tls13 = offers_tls13(p, n);
+    for (size_t k = at + 2; k + 1 < at + 2 + be16(p + at); k += 2)
+        hello->suites12 |= tls12_suite_bit(be16(p + k));
     size_t len;
     const uint8_t *sig = hello_extension(p, n, 13, &len); /* signature_algorithms */
+    unsigned by_scheme = 0, by_pair = 0;
     if (sig == NULL || len < 2 || be16(sig) + 2u > len) {
-        by_signature = KEYS_ALL; /* TLS 1.2 then means SHA-1 with the suite's kind */
+        by_scheme = by_pair = ALL_KEYS; /* TLS 1.2 then means SHA-1 with the suite's kind */
     } else {
         for (size_t k = 2; k + 1 < 2u + be16(sig); k += 2) {
-            unsigned hash = sig[k], kind = sig[k + 1];
-            int legacy_pair = !tls13 && hash >= 1 && hash <= 6; /* md5 .. sha512 */
-            if (kind == 3 && (legacy_pair || (hash >= 4 && hash <= 6)))
-                by_signature |= 1u << CERT_KEY_ECDSA;
-            if ((hash == 8 && kind >= 4 && kind <= 6) || (kind == 1 && legacy_pair))
-                by_signature |= 1u << CERT_KEY_RSA;
+            unsigned scheme = be16(sig + k), hash = sig[k], kind = sig[k + 1];
+            by_scheme |= scheme == 0x0403   ? KEY_BIT(CERT_KEY_P256)
+                         : scheme == 0x0503 ? KEY_BIT(CERT_KEY_P384)
+                         : scheme == 0x0603 ? KEY_BIT(CERT_KEY_P521)
+                         : (scheme >= 0x0804 && scheme <= 0x0806) ? KEY_BIT(CERT_KEY_RSA)
+                                                                    : 0;
+            if (hash >= 1 && hash <= 6 && kind == 3) /* md5 .. sha512 with ecdsa */
+                by_pair |= ECDSA_KEYS;
+            if ((hash >= 1 && hash <= 6 && kind == 1) || (scheme >= 0x0804 && scheme <= 0x0806))
+                by_pair |= KEY_BIT(CERT_KEY_RSA);
         }
     }
-    if (tls13)
-        return by_signature;
-    for (size_t k = at + 2; k + 1 < at + 2 + be16(p + at); k += 2) {
-        unsigned suite = be16(p + k);
-        if (suite_signs_with_ecdsa(suite))
-            by_suite |= 1u << CERT_KEY_ECDSA;
-        else if (suite_signs_with_rsa(suite))
-            by_suite |= 1u << CERT_KEY_RSA;
-    }
-    return by_signature & by_suite;
+    hello->keys13 = by_scheme;
+    hello->keys12 = by_pair & (KEY_BIT(CERT_KEY_RSA) | hello_ecdsa_curves(p, n));
 }
 
 /* The sniffer's verdict on a whole hello: p[0..5) a record header, then
@@ -719,14 +781,13 @@ static enum tls_sniff judge_hello(const uint8_t *p, size_t n, struct tls_hello *
         return name;
     if (no_common_group(p, n))
         return TLS_SNIFF_NO_GROUP;
-    hello->keys = hello_certificate_keys(p, n);
+    read_hello_keys(p, n, hello);
     return TLS_SNIFF_TLS;
 }
 
 enum tls_sniff tls_sniff(uint8_t *p, size_t *n, struct tls_hello *hello)
 {
-    hello->sni[0] = '\0';
-    hello->keys = 0;
+    memset(hello, 0, sizeof(*hello));
     if (*n == 0)
         return TLS_SNIFF_MORE;
     if (p[0] != 0x16) {
@@ -760,11 +821,22 @@ enum tls_sniff tls_sniff(uint8_t *p, size_t *n, struct tls_hello *hello)
     return verdict;
 }
 
-/* 1 if a client that verifies keys (bits 1u << CERT_KEY_*; 0: it did not
- * say) can be served certificate c. */
+/* The certificate keys a client that sent hello can verify with this
+ * listener's suites. */
+static unsigned verifiable_keys(const struct tls_ctx_set *set, const struct tls_hello *hello)
+{
+    if (!hello->readable)
+        return ALL_KEYS;
+    if (hello->tls13 && set->tls13)
+        return hello->keys13;
+    uint32_t shared = hello->suites12 & set->suites12;
+    return (hello->keys12 & ECDSA_KEYS & ((shared & ECDSA_SUITES) ? ~0u : 0)) |
+           (hello->keys12 & KEY_BIT(CERT_KEY_RSA) & ((shared & RSA_SUITES) ? ~0u : 0));
+}
+
 static int client_takes(const struct tls_cert_ctx *c, unsigned keys)
 {
-    return keys == 0 || c->key_type == CERT_KEY_OTHER || (keys & (1u << c->key_type)) != 0;
+    return c->key_type == CERT_KEY_OTHER || (keys & KEY_BIT(c->key_type)) != 0;
 }
 
 static int holds_name(const struct tls_cert_ctx *c, struct span host, int wildcard)
@@ -788,12 +860,13 @@ static int holds_name(const struct tls_cert_ctx *c, struct span host, int wildca
 static size_t pick_cert(struct tls_ctx_set *set, const struct tls_hello *hello)
 {
     struct span host = {hello->sni, strlen(hello->sni)};
+    unsigned keys = verifiable_keys(set, hello);
     size_t first = SIZE_MAX;
     for (int wildcard = 0; host.len > 0 && wildcard <= 1; wildcard++) {
         for (size_t i = 0; i < set->ncerts; i++) {
             if (!holds_name(&set->certs[i], host, wildcard))
                 continue;
-            if (client_takes(&set->certs[i], hello->keys))
+            if (client_takes(&set->certs[i], keys))
                 return i;
             if (first == SIZE_MAX)
                 first = i;
@@ -801,11 +874,11 @@ static size_t pick_cert(struct tls_ctx_set *set, const struct tls_hello *hello)
     }
     if (first != SIZE_MAX)
         return first;
-    if (client_takes(&set->certs[0], hello->keys) || set->certs[0].nnames == 0)
+    if (client_takes(&set->certs[0], keys) || set->certs[0].nnames == 0)
         return 0;
     const char *site = set->certs[0].names[0];
     for (size_t i = 1; i < set->ncerts; i++) {
-        if (!client_takes(&set->certs[i], hello->keys))
+        if (!client_takes(&set->certs[i], keys))
             continue;
         for (size_t k = 0; k < set->certs[i].nnames; k++)
             if (strcmp(set->certs[i].names[k], site) == 0)

@@ -56,6 +56,9 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
                     const struct cert_cas *client_cas, const struct tls_resumption *res,
                     char *err, size_t errlen);
 void tls_ctx_set_free(struct tls_ctx_set **set);
+/* 1 if the TLS 1.2 suites of ciphers (NULL: moat's default) include one a
+ * certificate with a key of kind key can serve. */
+int tls_ciphers_serve_tls12(const char *ciphers, enum cert_key key);
 /* 0 if wolfSSL takes cas as client CAs, or -1 with a message naming the file. */
 int tls_client_cas_check(const struct cert_cas *cas, char *err, size_t errlen);
 
@@ -78,10 +81,15 @@ const uint8_t *tls_sniff_alert(enum tls_sniff kind);
 
 #define TLS_MAX_SNI 255
 
-/* What a ClientHello says that picks the certificate. */
+/* What a ClientHello says that picks the certificate: filled by tls_sniff
+ * for tls_session_new. */
 struct tls_hello {
     char sni[TLS_MAX_SNI + 1];  /* lower case, without a final dot; "" if none */
-    unsigned keys;              /* bits (1u << CERT_KEY_*) the client can verify; 0: unknown */
+    int readable;               /* 0: the rest is unknown (wolfSSL judges the hello) */
+    int tls13;                  /* offers TLS 1.3 */
+    unsigned keys13;            /* bits 1u << CERT_KEY_*: what it verifies under TLS 1.3 */
+    unsigned keys12;            /* and under TLS 1.2, by signature algorithms and curves */
+    uint32_t suites12;          /* the TLS 1.2 suites it offers that say a kind of key */
 };
 
 /*

@@ -330,7 +330,7 @@ def _rsa_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _served_key(port, sni, *, ciphers=None, maxv=None):
+def _served_key(port, sni, *, ciphers=None, maxv=None, curve=None):
     """'rsa' or 'ec': the key of the certificate a full handshake gets, after
     a GET through it answered 200."""
     from cryptography import x509
@@ -338,6 +338,8 @@ def _served_key(port, sni, *, ciphers=None, maxv=None):
     ctx = client_context(None, verify=False, maxv=maxv)
     if ciphers:
         ctx.set_ciphers(ciphers)
+    if curve:
+        ctx.set_ecdh_curve(curve)  # the only group the client offers
     raw = socket.create_connection(("127.0.0.1", port), timeout=T(5))
     with ctx.wrap_socket(raw, server_hostname=sni) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -380,6 +382,20 @@ def test_an_rsa_certificate_serves_clients_that_cannot_verify_ecdsa(dual_key_pro
     assert _served_key(port, sni) == "ec"
 
 
+def test_tls12_clients_without_the_ecdsa_curve_get_the_rsa_certificate(dual_key_proxy):
+    # RFC 8422 5.1: a TLS 1.2 client verifies ECDSA only on the curves it lists
+    port = dual_key_proxy.port()
+    tls12 = ssl.TLSVersion.TLSv1_2
+    assert _served_key(port, "site.test", maxv=tls12, curve="secp384r1") == "rsa"
+    assert _served_key(port, "site.test", maxv=tls12, curve="prime256v1") == "ec"
+    for curves, want in (("X25519", "RSA"), ("X25519:P-256", "ECDSA")):
+        r = s_client(port, "-tls1_2", "-ign_eof", "-curves", curves, servername="site.test",
+                     data=b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
+        text = (r.stdout + r.stderr).decode(errors="replace")
+        assert re.search(r"Peer signature type: %s\b" % want, text), (curves, text)
+        assert "HTTP/1.1 200" in text, text
+
+
 def test_an_rsa_wildcard_serves_an_exact_ecdsa_name_to_rsa_only_clients(dual_key_proxy):
     port = dual_key_proxy.port()
     tls12 = ssl.TLSVersion.TLSv1_2
@@ -391,7 +407,8 @@ def test_an_rsa_wildcard_serves_an_exact_ecdsa_name_to_rsa_only_clients(dual_key
 @pytest.mark.parametrize("sigalgs,want", [
     ("rsa_pss_rsae_sha256", "RSA-PSS"), ("ecdsa_secp256r1_sha256", "ECDSA"),
     ("ecdsa_secp256r1_sha256:rsa_pss_rsae_sha256", "ECDSA"),
-    ("rsa_pss_rsae_sha256:ecdsa_secp256r1_sha256", "ECDSA")])
+    ("rsa_pss_rsae_sha256:ecdsa_secp256r1_sha256", "ECDSA"),
+    ("ecdsa_secp384r1_sha384:rsa_pss_rsae_sha256", "RSA-PSS")])  # the P-256 key can't sign that
 def test_tls13_certificate_follows_the_signature_algorithms(dual_key_proxy, sigalgs, want):
     r = s_client(dual_key_proxy.port(), "-tls1_3", "-ign_eof", "-sigalgs", sigalgs,
                  servername="site.test", data=b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
@@ -399,3 +416,53 @@ def test_tls13_certificate_follows_the_signature_algorithms(dual_key_proxy, siga
     m = re.search(r"Peer signature type: (\S+)", text)
     assert m and m.group(1) == want, text
     assert "HTTP/1.1 200" in text, text
+
+
+def test_the_listeners_ciphers_narrow_the_certificate_choice(certs, backend, moat_factory,
+                                                             tmp_path):
+    # TLS 1.2 suites for RSA only: an ECDSA certificate first has no suite,
+    # so TLS 1.2 clients get the RSA one (they all failed before); TLS 1.3
+    # does not depend on the suites.  A lone ECDSA certificate with such a
+    # list is warned of.
+    from opslib import CertMaker
+    cm = CertMaker(certs)
+    files = [(str(tmp_path / ("c%d.pem" % i)), str(tmp_path / ("k%d.pem" % i))) for i in range(2)]
+    cm.leaf(*files[0], cn="site.test")
+    cm.leaf(*files[1], key=_rsa_key(), cn="site.test")
+    ciphers = 'ciphers: "TLS13-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"'
+    pairs = "".join("        - cert: %s\n          key: %s\n" % f for f in files)
+    y = basic_yaml(certs, [backend.addr], tls_extra=ciphers).replace(
+        "        - cert: %s\n          key: %s\n" % (certs.site_cert, certs.site_key), pairs)
+    m = moat_factory(y)
+    port = m.port()
+    assert _served_key(port, "site.test", maxv=ssl.TLSVersion.TLSv1_2) == "rsa"
+    assert _served_key(port, "site.test") == "ec"
+    warning = "certificates[0] (%s) has a key of kind ecdsa-p256, which no TLS 1.2 suite of " \
+              "\"ciphers\" can use"
+    assert warning % files[0][0] in m.stderr(), m.stderr()
+    assert "certificates[1]" not in m.stderr(), m.stderr()
+    lone = moat_factory(basic_yaml(certs, [backend.addr], tls_extra=ciphers))
+    assert warning % certs.site_cert in lone.stderr(), lone.stderr()
+
+
+def test_ecdsa_certificates_on_two_curves_serve_each_its_clients(certs, backend, moat_factory,
+                                                                 tmp_path):
+    # TLS 1.3 signature schemes name the curve: a P-384 certificate first,
+    # a P-256 one second; neither is "never served".
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from opslib import CertMaker
+    cm = CertMaker(certs)
+    files = [(str(tmp_path / ("c%d.pem" % i)), str(tmp_path / ("k%d.pem" % i))) for i in range(2)]
+    cm.leaf(*files[0], key=ec.generate_private_key(ec.SECP384R1()), cn="site.test")
+    cm.leaf(*files[1], cn="site.test")
+    pairs = "".join("        - cert: %s\n          key: %s\n" % f for f in files)
+    m = moat_factory(basic_yaml(certs, [backend.addr]).replace(
+        "        - cert: %s\n          key: %s\n" % (certs.site_cert, certs.site_key), pairs))
+    assert "never served" not in m.stderr(), m.stderr()
+    for sigalgs, bits in (("ecdsa_secp256r1_sha256", "256"), ("ecdsa_secp384r1_sha384", "384"),
+                          ("ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384", "384")):
+        r = s_client(m.port(), "-tls1_3", "-ign_eof", "-sigalgs", sigalgs, servername="site.test",
+                     data=b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
+        text = (r.stdout + r.stderr).decode(errors="replace")
+        assert "Server public key is %s bit" % bits in text, (sigalgs, text)
+        assert "HTTP/1.1 200" in text, text
