@@ -5,6 +5,7 @@
 #include "watch.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,12 +16,15 @@ struct watched_dir {
     struct watch *w;
     struct watched_dir *next;
     int keep;
+    char **names;       /* the watched files in it (their last path component) */
+    size_t nnames;
     char path[PATH_MAX];
 };
 
 struct watch {
     uv_loop_t *loop;
     uv_timer_t quiet;
+    uint64_t first_change_ms; /* of the changes not yet reported; 0: none */
     watch_cb on_change;
     void *arg;
     struct watched_dir *dirs;
@@ -29,20 +33,44 @@ struct watch {
 static void on_quiet(uv_timer_t *t)
 {
     struct watch *w = t->data;
+    w->first_change_ms = 0;
     w->on_change(w->arg);
+}
+
+/* 1 if an event on name in d may have changed a watched file: the file
+ * itself, or Kubernetes' "..data" link to the Secret's current files. */
+static int concerns_watched_file(const struct watched_dir *d, const char *name)
+{
+    if (name == NULL || strcmp(name, "..data") == 0)
+        return 1;
+    for (size_t i = 0; i < d->nnames; i++)
+        if (strcmp(d->names[i], name) == 0)
+            return 1;
+    return 0;
 }
 
 static void on_dir_event(uv_fs_event_t *h, const char *file, int events, int status)
 {
     struct watched_dir *d = h->data;
+    struct watch *w = d->w;
     (void)events;
     if (status < 0) {
         log_warn("watching %s: %s", d->path, uv_strerror(status));
         return;
     }
+    /* Other files may change all the time (an access log written next to
+     * the certificate): they must neither reload nor delay a reload. */
+    if (!concerns_watched_file(d, file))
+        return;
     log_debug("watch: %s/%s changed", d->path, file ? file : "");
-    /* Every event restarts the quiet period. */
-    uv_timer_start(&d->w->quiet, on_quiet, WATCH_QUIET_MS, 0);
+    /* Each change restarts the quiet period, but files that never stop
+     * changing still get read after WATCH_MAX_WAIT_MS. */
+    uint64_t now = uv_now(w->loop);
+    if (w->first_change_ms == 0)
+        w->first_change_ms = now;
+    uint64_t deadline = w->first_change_ms + WATCH_MAX_WAIT_MS;
+    uint64_t wait = now >= deadline ? 0 : deadline - now;
+    uv_timer_start(&w->quiet, on_quiet, wait < WATCH_QUIET_MS ? wait : WATCH_QUIET_MS, 0);
 }
 
 static void dir_of(const char *file, char *out)
@@ -61,21 +89,58 @@ static void dir_of(const char *file, char *out)
     out[n] = '\0';
 }
 
-static void on_dir_close(uv_handle_t *h)
+static void forget_names(struct watched_dir *d)
 {
-    free(h->data);
+    for (size_t i = 0; i < d->nnames; i++)
+        free(d->names[i]);
+    free(d->names);
+    d->names = NULL;
+    d->nnames = 0;
 }
 
-static int watch_dir(struct watch *w, const char *dir)
+static void on_dir_close(uv_handle_t *h)
 {
+    struct watched_dir *d = h->data;
+    forget_names(d);
+    free(d);
+}
+
+static int add_name(struct watched_dir *d, const char *name)
+{
+    for (size_t i = 0; i < d->nnames; i++)
+        if (strcmp(d->names[i], name) == 0)
+            return 0;
+    char **names = realloc(d->names, (d->nnames + 1) * sizeof(char *));
+    if (names == NULL)
+        return -1;
+    d->names = names;
+    if ((d->names[d->nnames] = strdup(name)) == NULL)
+        return -1;
+    d->nnames++;
+    return 0;
+}
+
+/* Watches the directory of file for changes to file. */
+static int watch_file(struct watch *w, const char *file)
+{
+    char dir[PATH_MAX];
+    dir_of(file, dir);
+    const char *slash = strrchr(file, '/');
+    const char *name = slash ? slash + 1 : file;
     for (struct watched_dir *d = w->dirs; d != NULL; d = d->next)
         if (strcmp(d->path, dir) == 0) {
+            if (!d->keep)
+                forget_names(d); /* the first file of this configuration in it */
             d->keep = 1;
-            return 0;
+            return add_name(d, name);
         }
     struct watched_dir *d = calloc(1, sizeof(*d));
-    if (d == NULL)
+    if (d == NULL || add_name(d, name) != 0) {
+        if (d != NULL)
+            forget_names(d);
+        free(d);
         return -1;
+    }
     strcpy(d->path, dir);
     d->w = w;
     d->keep = 1;
@@ -123,22 +188,17 @@ static void drop_unkept(struct watch *w)
 
 int watch_apply(struct watch *w, const struct cfg *cfg)
 {
-    char dir[PATH_MAX];
     int rc = 0;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *l = &cfg->listeners[i];
         if (!l->has_tls || !l->tls.watch)
             continue;
         for (size_t k = 0; k < l->tls.ncerts; k++) {
-            dir_of(l->tls.certs[k].cert, dir);
-            rc |= watch_dir(w, dir);
-            dir_of(l->tls.certs[k].key, dir);
-            rc |= watch_dir(w, dir);
+            rc |= watch_file(w, l->tls.certs[k].cert);
+            rc |= watch_file(w, l->tls.certs[k].key);
         }
-        if (l->tls.has_client_auth) {
-            dir_of(l->tls.client_auth.ca, dir);
-            rc |= watch_dir(w, dir);
-        }
+        if (l->tls.has_client_auth)
+            rc |= watch_file(w, l->tls.client_auth.ca);
     }
     drop_unkept(w);
     return rc;

@@ -3,8 +3,10 @@
  * directories that hold the certificate and key files of listeners that
  * ask for it, on the main loop, so that in-place rewrites, renames over a
  * file and Kubernetes' swap of a mounted Secret's "..data" symlink are all
- * seen.  Calls back once no change happened for WATCH_QUIET_MS, so that a
- * pair being written is read only when both files are done.
+ * seen; changes to other files there are not.  Calls back once no change
+ * happened for WATCH_QUIET_MS, so that a pair being written is read only
+ * when both files are done, and at the latest WATCH_MAX_WAIT_MS after the
+ * first change.
  */
 #ifndef MOAT_WATCH_H
 #define MOAT_WATCH_H
@@ -14,6 +16,7 @@
 #include "config.h"
 
 #define WATCH_QUIET_MS 500
+#define WATCH_MAX_WAIT_MS 5000
 
 struct watch;
 

@@ -369,6 +369,41 @@ def test_watch_loads_a_broken_pair_never_and_recovers(certs, cm, live, backend, 
     assert mt.value("moat_reloads_total", result="success") == 1
 
 
+def test_watch_ignores_other_files_in_the_directory(certs, cm, live, backend, moat_factory):
+    # The access log next to the certificate, written by every request, used
+    # to restart the quiet period each time: under steady traffic a renewed
+    # certificate was not served until the traffic stopped.  And any other
+    # file changed there reloaded everything.
+    d, cert, key, serial1 = live
+    m = moat_factory(config(certs, [backend.addr], cert, key, watch=True,
+                            access=os.path.join(d, "access.log")))
+    with open(os.path.join(d, "notes.txt"), "w") as f:
+        f.write("x")
+    ctx = client_context(certs)
+    for _ in range(10):
+        tls_get(m.port(), ctx)
+        time.sleep(0.1)
+    assert reload_counts(m) == (0, 0), m.stderr()
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            tls_get(m.port(), ctx)
+            time.sleep(0.1)
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        time.sleep(0.5)
+        serial2 = cm.leaf(cert, key)
+        wait_serial(m.port(), serial2, timeout=3)
+    finally:
+        stop.set()
+        t.join(T(10))
+    assert reload_counts(m) == (1, 0), m.stderr()
+    assert os.path.getsize(os.path.join(d, "access.log")) > 0
+
+
 def k8s_secret(base, cm, stamp):
     """Writes a Kubernetes-style Secret volume update: a new timestamped
     directory, ..data_tmp -> it, renamed over ..data, old directory removed.
