@@ -13,7 +13,17 @@
 #include "http1.h"
 #include "strutil.h"
 
-#define ACCESS_MAX_LINE 8192
+/*
+ * A line always ends whole, with every field: each value a client chose
+ * has a budget (escaped bytes), and the budgets and the fixed parts fit in
+ * ACCESS_MAX_LINE.  A value longer than its budget is cut there, at a
+ * character boundary.
+ */
+#define ACCESS_MAX_LINE 16384
+#define TARGET_BUDGET 6144      /* the request target (combined: the request line) */
+#define HEADER_BUDGET 2048      /* User-Agent, Referer */
+#define HOST_BUDGET 1024
+#define NAME_BUDGET 256         /* method, addresses, names from the configuration */
 
 struct line {
     char buf[ACCESS_MAX_LINE];
@@ -45,10 +55,11 @@ static void printf_(struct line *l, const char *fmt, ...)
         l->len += (size_t)n < sizeof(l->buf) - l->len ? (size_t)n : sizeof(l->buf) - 1 - l->len;
 }
 
-static void json_str(struct line *l, const char *key, const char *s, size_t n)
+static void json_str(struct line *l, const char *key, const char *s, size_t n, size_t budget)
 {
     printf_(l, ",\"%s\":\"", key);
-    json_escape_append(l->buf, sizeof(l->buf) - 2, &l->len, s, n);
+    size_t cap = l->len + budget + 1 < sizeof(l->buf) - 2 ? l->len + budget + 1 : sizeof(l->buf) - 2;
+    json_escape_append(l->buf, cap, &l->len, s, n);
     put(l, "\"", 1);
 }
 
@@ -65,37 +76,39 @@ static void format_json(struct line *l, const struct access_entry *e, const char
 {
     const struct http1_msg *r = e->req;
     printf_(l, "{\"time\":\"%s\"", when);
-    json_str(l, "remote", e->remote, strlen(e->remote));
-    json_str(l, "listener", e->listener, strlen(e->listener));
+    json_str(l, "remote", e->remote, strlen(e->remote), NAME_BUDGET);
+    json_str(l, "listener", e->listener, strlen(e->listener), NAME_BUDGET);
     if (r != NULL) {
-        json_str(l, "method", r->method.p, r->method.len);
-        json_str(l, "uri", r->target.p, r->target.len);
-        json_str(l, "proto", r->version == 10 ? "HTTP/1.0" : "HTTP/1.1", 8);
-        json_str(l, "host", r->host.p, r->host.len);
+        json_str(l, "method", r->method.p, r->method.len, NAME_BUDGET);
+        json_str(l, "uri", r->target.p, r->target.len, TARGET_BUDGET);
+        json_str(l, "proto", r->version == 10 ? "HTTP/1.0" : "HTTP/1.1", 8, NAME_BUDGET);
+        json_str(l, "host", r->host.p, r->host.len, HOST_BUDGET);
     }
     printf_(l, ",\"status\":%d,\"bytes\":%llu,\"duration\":%.6f", e->status,
             (unsigned long long)e->bytes, (double)e->duration_ns / 1e9);
     if (e->route != NULL)
-        json_str(l, "upstream_name", e->route->upstream_name, strlen(e->route->upstream_name));
+        json_str(l, "upstream_name", e->route->upstream_name, strlen(e->route->upstream_name),
+                 NAME_BUDGET);
     if (e->upstream != NULL)
-        json_str(l, "upstream", e->upstream, strlen(e->upstream));
+        json_str(l, "upstream", e->upstream, strlen(e->upstream), NAME_BUDGET);
     if (e->tls != NULL)
-        json_str(l, "tls", e->tls, strlen(e->tls));
+        json_str(l, "tls", e->tls, strlen(e->tls), NAME_BUDGET);
     struct span ua = header_value(r, HTTP1_HDR_USER_AGENT);
     struct span ref = header_value(r, HTTP1_HDR_REFERER);
     if (ua.len)
-        json_str(l, "user_agent", ua.p, ua.len);
+        json_str(l, "user_agent", ua.p, ua.len, HEADER_BUDGET);
     if (ref.len)
-        json_str(l, "referer", ref.p, ref.len);
+        json_str(l, "referer", ref.p, ref.len, HEADER_BUDGET);
     put(l, "}", 1);
 }
 
 /* Quoted fields of the combined format: '"' and '\' are escaped, control
  * bytes hex-escaped, as nginx does. */
-static void combined_quoted(struct line *l, struct span s)
+static void combined_quoted(struct line *l, struct span s, size_t budget)
 {
     put(l, "\"", 1);
-    for (size_t i = 0; i < s.len && l->len + 5 < sizeof(l->buf); i++) {
+    size_t end = l->len + budget < sizeof(l->buf) - 1 ? l->len + budget : sizeof(l->buf) - 1;
+    for (size_t i = 0; i < s.len && l->len + 4 <= end; i++) {
         unsigned char ch = (unsigned char)s.p[i];
         if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f)
             printf_(l, "\\x%02X", ch);
@@ -112,21 +125,21 @@ static void format_combined(struct line *l, const struct access_entry *e, const 
     strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", tm);
     printf_(l, "%s - - [%s] ", e->remote, when);
     if (r != NULL) {
-        char line[ACCESS_MAX_LINE / 2];
+        char line[TARGET_BUDGET];
         int n = snprintf(line, sizeof(line), "%.*s %.*s %s", (int)r->method.len, r->method.p,
                          (int)r->target.len, r->target.p,
                          r->version == 10 ? "HTTP/1.0" : "HTTP/1.1");
         size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
-        combined_quoted(l, (struct span){line, len});
+        combined_quoted(l, (struct span){line, len}, TARGET_BUDGET);
     } else {
         puts_(l, "\"-\"");
     }
     printf_(l, " %d %llu ", e->status, (unsigned long long)e->bytes);
     struct span ref = header_value(r, HTTP1_HDR_REFERER);
     struct span ua = header_value(r, HTTP1_HDR_USER_AGENT);
-    combined_quoted(l, ref.len ? ref : SPAN_LIT("-"));
+    combined_quoted(l, ref.len ? ref : SPAN_LIT("-"), HEADER_BUDGET);
     put(l, " ", 1);
-    combined_quoted(l, ua.len ? ua : SPAN_LIT("-"));
+    combined_quoted(l, ua.len ? ua : SPAN_LIT("-"), HEADER_BUDGET);
 }
 
 void access_log_write(struct log_buf *buf, const struct cfg *cfg, const struct access_entry *e)

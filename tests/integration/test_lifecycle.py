@@ -283,6 +283,29 @@ def test_access_log_combined(certs, backend, moat_factory):
     assert re.match(pat, line), line
 
 
+@pytest.mark.parametrize("fmt", ["json", "combined"])
+def test_access_log_lines_stay_whole_with_hostile_long_values(certs, backend, moat_factory, fmt):
+    # A long target full of characters JSON escapes used to fill the 8 KiB
+    # line: it ended inside the "uri" string, without status or "}".
+    m = moat_factory(basic_yaml(certs, [backend.addr], extra="  format: %s\n" % fmt))
+    target = "/x?" + '"\\' * 3000
+    ua, ref = '"' * 4000, "\\" * 4000
+    with Client(m.port(), certs) as c:
+        r = c.request("GET", target, headers=[("User-Agent", ua), ("Referer", ref)])
+        assert r.status == 200
+    line = wait_for(lambda: access_lines(m), 5, "a log line")[0]
+    assert len(line) <= 16384
+    if fmt == "json":
+        rec = json.loads(line)
+        assert rec["status"] == 200 and rec["upstream"] == backend.addr, rec
+        assert rec["tls"] in ("TLSv1.2", "TLSv1.3")
+        assert 1000 < len(rec["uri"]) < len(target) and target.startswith(rec["uri"])
+        assert 500 < len(rec["user_agent"]) < len(ua) and 500 < len(rec["referer"]) < len(ref)
+    else:
+        pat = r'^127\.0\.0\.1 - - \[[^]]+\] "GET /x\?(\\x22\\x5C)+" 200 \d+ "(\\x5C)+" "(\\x22)+"$'
+        assert re.match(pat, line), line[:200] + " ... " + line[-200:]
+
+
 def test_access_log_file_and_sigusr1_reopen(tmp_path, certs, backend, moat_factory):
     log = tmp_path / "access.log"
     m = moat_factory(basic_yaml(certs, [backend.addr], access=str(log)))
