@@ -166,6 +166,11 @@ static int parse_args(int argc, char **argv, struct options *o)
         fprintf(stderr, "moat: -c and the sidecar flags (--upstream, ...) do not mix\n");
         return -1;
     }
+    const char *config_env = getenv("MOAT_CONFIG");
+    if (sidecar && config_env != NULL && config_env[0] != '\0') {
+        fprintf(stderr, "moat: $MOAT_CONFIG and the sidecar flags (--upstream, ...) do not mix\n");
+        return -1;
+    }
     if (sidecar && f->upstream == NULL && getenv("MOAT_UPSTREAM") == NULL) {
         fprintf(stderr, "moat: sidecar flags need --upstream (or MOAT_UPSTREAM)\n");
         return -1;
@@ -183,23 +188,35 @@ static int config_source(const struct options *o, struct cfg_source *src, char *
 {
     memset(src, 0, sizeof(*src));
     src->kind = CFG_SOURCE_FILE;
-    if (o->config != NULL) {
-        src->path = o->config;
-        return 0;
-    }
     const char *env = getenv("MOAT_CONFIG");
-    if (env != NULL && env[0] != '\0') {
+    if (o->config != NULL)
+        src->path = o->config;
+    else if (env != NULL && env[0] != '\0')
         src->path = env;
-        return 0;
+    else {
+        int rc = sidecar_source(&o->sidecar, src, err, errlen);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
+        if (access(DEFAULT_CONFIG, F_OK) == 0)
+            src->path = DEFAULT_CONFIG;
     }
-    int rc = sidecar_source(&o->sidecar, src, err, errlen);
-    if (rc != 0)
-        return rc < 0 ? -1 : 0;
-    if (access(DEFAULT_CONFIG, F_OK) == 0) {
-        src->path = DEFAULT_CONFIG;
-        return 0;
+    /* Sidecar variables left over beside a YAML file are only odd; with no
+     * file, they were meant to configure moat, and the embedded default
+     * would ignore them without a word. */
+    char unused[512];
+    size_t n = sidecar_unused_variables(unused, sizeof(unused));
+    if (n > 0 && src->path != NULL) {
+        fprintf(stderr, "moat: warning: %s ignored: the configuration is %s\n", unused,
+                src->path);
+    } else if (n > 0) {
+        snprintf(err, errlen,
+                 "%s set, but no upstream: the sidecar mode needs MOAT_UPSTREAM (or "
+                 "--upstream), the app's address",
+                 unused);
+        return -1;
+    } else if (src->path == NULL) {
+        src->kind = CFG_SOURCE_DEFAULT;
     }
-    src->kind = CFG_SOURCE_DEFAULT;
     return 0;
 }
 

@@ -207,3 +207,25 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
     src->explain = explain;
     return 1;
 }
+
+size_t sidecar_unused_variables(char *out, size_t len)
+{
+    static const char *const names[] = {
+        "MOAT_UPSTREAM", "MOAT_LISTEN", "MOAT_CERT", "MOAT_KEY", "MOAT_REDIRECT",
+        "MOAT_TICKET_KEY_FILE", "MOAT_WORKERS", "MOAT_WATCH", "MOAT_ACCESS_LOG",
+        "MOAT_CLIENT_CA", "MOAT_CLIENT_AUTH",
+    };
+    size_t n = 0, used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = getenv(names[i]);
+        if (v == NULL || (i > 0 && v[0] == '\0'))
+            continue;
+        int w = snprintf(out + used, len - used, "%s%s%s", n ? ", " : "", names[i],
+                         v[0] == '\0' ? " (empty)" : "");
+        if (w > 0 && (size_t)w < len - used)
+            used += (size_t)w;
+        n++;
+    }
+    return n;
+}

@@ -42,4 +42,12 @@ struct sidecar_flags {
 int sidecar_source(const struct sidecar_flags *flags, struct cfg_source *src, char *err,
                    size_t errlen);
 
+/*
+ * The sidecar variables set when the sidecar mode is off (no upstream),
+ * which then do nothing: their names, ", " between them, in out.  An empty
+ * MOAT_UPSTREAM counts (MOAT_UPSTREAM=$UNSET_VARIABLE); MOAT_ADMIN does
+ * not, as --healthcheck reads it beside a YAML file.  Returns how many.
+ */
+size_t sidecar_unused_variables(char *out, size_t len);
+
 #endif

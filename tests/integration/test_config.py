@@ -348,3 +348,58 @@ def test_moat_config_env(tmp_path, certs):
     r = run(["-t"], env=env, cwd=str(tmp_path))
     assert r.returncode == 1
     assert "env.yaml:" in r.stderr.decode()
+
+
+def _env_without_moat(**kw):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOAT_")}
+    env.update(kw)
+    return env
+
+
+def test_sidecar_flags_and_variables_check(tmp_path, certs):
+    r = run(["-t", "--upstream", "127.0.0.1:3000", "--listen", "127.0.0.1:0", "--admin", "off",
+             "--cert", certs.site_cert, "--key", certs.site_key], env=_env_without_moat(),
+            cwd=str(tmp_path))
+    assert r.returncode == 0 and r.stdout == b"configuration OK\n", r
+    r = run(["-t"], env=_env_without_moat(MOAT_UPSTREAM="127.0.0.1:3000", MOAT_ADMIN="off",
+                                          MOAT_LISTEN="127.0.0.1:0"), cwd=str(tmp_path))
+    assert r.returncode == 0, r
+
+
+@pytest.mark.parametrize("extra", [{}, {"MOAT_UPSTREAM": ""}, {"MOAT_UPSTRAEM": "127.0.0.1:3000"}],
+                         ids=["unset", "empty", "misspelt"])
+def test_sidecar_variables_without_an_upstream_are_an_error(tmp_path, certs, extra):
+    # They used to give the embedded default (a self-signed certificate on
+    # 127.0.0.1:8443 forwarding to 8080) without a word, and -t said OK.
+    if os.path.exists("/etc/moat/moat.yaml"):
+        pytest.skip("/etc/moat/moat.yaml exists: moat would use it")
+    env = _env_without_moat(MOAT_LISTEN="127.0.0.1:0", MOAT_CERT=certs.site_cert,
+                            MOAT_KEY=certs.site_key, **extra)
+    for args in (["-t"], []):
+        r = run(args, env=env, cwd=str(tmp_path))
+        err = r.stderr.decode()
+        assert r.returncode == 1, (args, r.returncode, err)
+        names = "MOAT_LISTEN, MOAT_CERT, MOAT_KEY"
+        if extra.get("MOAT_UPSTREAM") == "":
+            names = "MOAT_UPSTREAM (empty), " + names
+        assert ("moat: %s set, but no upstream: the sidecar mode needs MOAT_UPSTREAM" % names) \
+            in err, err
+
+
+def test_sidecar_variables_beside_a_yaml_file_are_warned_of(tmp_path, certs):
+    p = tmp_path / "moat.yaml"
+    p.write_text(good_yaml(certs))
+    r = run(["-t", "-c", str(p)], env=_env_without_moat(MOAT_CERT="x.pem", MOAT_ADMIN="off"),
+            cwd=str(tmp_path))
+    assert r.returncode == 0, r
+    assert r.stderr.decode() == "moat: warning: MOAT_CERT ignored: the configuration is %s\n" % p
+
+
+def test_moat_config_and_sidecar_flags_do_not_mix(tmp_path, certs):
+    # $MOAT_CONFIG used to win silently over an explicit --upstream
+    p = tmp_path / "moat.yaml"
+    p.write_text(good_yaml(certs))
+    r = run(["-t", "--upstream", "127.0.0.1:3000"], env=_env_without_moat(MOAT_CONFIG=str(p)),
+            cwd=str(tmp_path))
+    assert r.returncode == 2, r
+    assert b"$MOAT_CONFIG and the sidecar flags (--upstream, ...) do not mix" in r.stderr, r
