@@ -251,7 +251,7 @@ static void respond_error(struct exchange *x, int status, const char *why)
     int keep = (x->req_done || bodyless) && (x->req.flags & HTTP1_F_KEEP_ALIVE) &&
                (status == 404 || status == 502 || status == 504);
     if (status >= 500)
-        log_info("%s %.*s: %d %s", c->peer_ip, (int)x->req.uri.len, x->req.uri.p, status, why);
+        log_warn("%s %.*s: %d %s", c->peer_ip, (int)x->req.uri.len, x->req.uri.p, status, why);
     else
         log_debug("%s: %d %s", c->peer_ip, status, why);
     x->status = status;
@@ -729,7 +729,7 @@ static int relay_response(struct exchange *x, const char *p, size_t n)
         size_t used;
         enum http1_result res = http1_parse(&x->resp, p, n, &used);
         if (res == HTTP1_ERROR) {
-            log_info("%s: upstream %s: %s", x->c->peer_ip, x->pool->cfg->name,
+            log_warn("%s: upstream %s: %s", x->c->peer_ip, x->pool->cfg->name,
                      x->resp.error_reason ? x->resp.error_reason : "bad response body");
             x->upstream_error = "bad response body";
             respond_error(x, 502, "bad response body");
@@ -850,7 +850,7 @@ static void on_upstream_eof(struct exchange *x, int err)
         after_relay(x);
         return;
     }
-    log_info("%s: upstream %s closed mid-response", c->peer_ip, x->pool->cfg->name);
+    log_warn("%s: upstream %s closed mid-response", c->peer_ip, x->pool->cfg->name);
     fail_upstream(x, 502, UPSTREAM_ERROR_RESET, "upstream closed mid-response");
 }
 
@@ -904,7 +904,7 @@ static void on_upstream_connect(void *owner, struct upconn *up, int status)
         push_request(x);
         return;
     }
-    log_info("upstream %s: connect to %s failed: %s", x->pool->cfg->name,
+    log_warn("upstream %s: connect to %s failed: %s", x->pool->cfg->name,
              x->pool->cfg->servers[up->server].name, uv_strerror(status));
     try_next_server(x, up, 502, UPSTREAM_ERROR_CONNECT, "upstream refused the connection");
 }
@@ -943,7 +943,7 @@ static void on_upstream_timeout(void *owner, struct upconn *up)
 {
     struct exchange *x = owner;
     if (!up->connected) {
-        log_info("upstream %s: connect to %s timed out", x->pool->cfg->name,
+        log_warn("upstream %s: connect to %s timed out", x->pool->cfg->name,
                  x->pool->cfg->servers[up->server].name);
         try_next_server(x, up, 504, UPSTREAM_ERROR_TIMEOUT, "upstream connect timed out");
         return;
@@ -953,7 +953,7 @@ static void on_upstream_timeout(void *owner, struct upconn *up)
         return;
     }
     if (x->resp_started) {
-        log_info("%s: upstream %s stalled mid-response", x->c->peer_ip, x->pool->cfg->name);
+        log_warn("%s: upstream %s stalled mid-response", x->c->peer_ip, x->pool->cfg->name);
         count_upstream_error(x, UPSTREAM_ERROR_TIMEOUT);
         x->close_after = 1;
         conn_abort(x->c);

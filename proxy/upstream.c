@@ -238,7 +238,7 @@ struct upconn *upstream_connect(struct upstream_pool *p, size_t server,
     const struct sockaddr *sa = (const struct sockaddr *)&p->cfg->servers[server].addr;
     int rc = uv_tcp_connect(&up->connect_req, &up->tcp, sa, on_upconn_connect);
     if (rc != 0) {
-        log_info("upstream %s: connect to %s: %s", p->cfg->name, p->cfg->servers[server].name,
+        log_warn("upstream %s: connect to %s: %s", p->cfg->name, p->cfg->servers[server].name,
                  uv_strerror(rc));
         upconn_close(up);
         return NULL;

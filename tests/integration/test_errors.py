@@ -229,13 +229,20 @@ def test_431_configured_max_headers(certs, backend, moat_factory):
 
 
 def test_502_upstream_refuses(certs, moat_factory):
-    m = moat_factory(basic_yaml(certs, ["127.0.0.1:%d" % free_port()]))
+    port = free_port()
+    m = moat_factory(basic_yaml(certs, ["127.0.0.1:%d" % port]).replace("level: info",
+                                                                        "level: warn"))
     with Client(m.port(), certs) as c:
         start = time.monotonic()
-        r = c.request("GET", "/")
+        r = c.request("GET", "/refused")
         assert r.status == 502
         assert time.monotonic() - start < T(2)
     wait_for(lambda: access_statuses(m) == [502], 5, "access log 502")
+    # an outage is in the error log at level warn, as nginx logs it at error
+    err = m.stderr()
+    assert "[warn] upstream app: connect to 127.0.0.1:%d failed: connection refused" % port \
+        in err, err
+    assert "[warn] 127.0.0.1 /refused: 502 upstream refused the connection" in err, err
 
 
 def test_502_upstream_resets_before_response(proxy, certs):
