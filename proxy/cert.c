@@ -319,16 +319,25 @@ static int build_alt_names(const char *host, byte *out, size_t cap)
     return (int)i;
 }
 
-int cert_pair_generate(struct cert_pair *pair, const char *host, char *err, size_t errlen)
+/* The self-signed pair made for a host, kept for the process's life: a
+ * reload serves the same one, so clients told to trust or pin it keep
+ * working and their sessions resume.  Used by the main thread only. */
+static struct {
+    char host[256];
+    byte der[4096];
+    int der_len;
+    byte key[512];
+    int key_len;
+} self_signed;
+
+static int make_self_signed(const char *host, char *err, size_t errlen)
 {
     WC_RNG rng;
     ecc_key key;
     Cert c;
     int rc, len;
-    byte der[4096], keyder[512];
 
-    memset(pair, 0, sizeof(*pair));
-    snprintf(pair->source, sizeof(pair->source), "<self-signed %s>", host);
+    self_signed.key_len = 0; /* nothing cached until the new pair is whole */
     if (wc_InitRng(&rng) != 0) {
         snprintf(err, errlen, "self-signed certificate: no random number generator");
         return -1;
@@ -348,30 +357,44 @@ int cert_pair_generate(struct cert_pair *pair, const char *host, char *err, size
         c.altNamesSz = len;
     }
     if (rc == 0)
-        rc = wc_MakeCert(&c, der, sizeof(der), NULL, &key, &rng);
+        rc = wc_MakeCert(&c, self_signed.der, sizeof(self_signed.der), NULL, &key, &rng);
     if (rc >= 0)
-        rc = wc_SignCert(c.bodySz, c.sigType, der, sizeof(der), NULL, &key, &rng);
+        rc = wc_SignCert(c.bodySz, c.sigType, self_signed.der, sizeof(self_signed.der), NULL,
+                         &key, &rng);
     len = rc;
     if (rc >= 0)
-        rc = wc_EccKeyToDer(&key, keyder, sizeof(keyder));
+        rc = wc_EccKeyToDer(&key, self_signed.key, sizeof(self_signed.key));
     wc_ecc_free(&key);
     wc_FreeRng(&rng);
     if (rc < 0) {
         snprintf(err, errlen, "self-signed certificate: wolfCrypt error %d", rc);
         return -1;
     }
-    pair->chain = malloc((size_t)len);
-    pair->key = malloc((size_t)rc);
+    self_signed.der_len = len;
+    self_signed.key_len = rc;
+    snprintf(self_signed.host, sizeof(self_signed.host), "%s", host);
+    return 0;
+}
+
+int cert_pair_generate(struct cert_pair *pair, const char *host, char *err, size_t errlen)
+{
+    memset(pair, 0, sizeof(*pair));
+    snprintf(pair->source, sizeof(pair->source), "<self-signed %s>", host);
+    if ((self_signed.key_len == 0 || strcmp(self_signed.host, host) != 0) &&
+        make_self_signed(host, err, errlen) != 0)
+        return -1;
+    pair->chain = malloc((size_t)self_signed.der_len);
+    pair->key = malloc((size_t)self_signed.key_len);
     if (pair->chain == NULL || pair->key == NULL) {
         cert_pair_free(pair);
         snprintf(err, errlen, "self-signed certificate: out of memory");
         return -1;
     }
-    memcpy(pair->chain, der, (size_t)len);
-    pair->chain_len = (size_t)len;
+    memcpy(pair->chain, self_signed.der, (size_t)self_signed.der_len);
+    pair->chain_len = (size_t)self_signed.der_len;
     pair->chain_enc = CERT_DER;
-    memcpy(pair->key, keyder, (size_t)rc);
-    pair->key_len = (size_t)rc;
+    memcpy(pair->key, self_signed.key, (size_t)self_signed.key_len);
+    pair->key_len = (size_t)self_signed.key_len;
     pair->key_enc = CERT_DER;
     if (inspect_leaf(pair, err, errlen) != 0) {
         cert_pair_free(pair);

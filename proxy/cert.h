@@ -73,8 +73,9 @@ void cert_cas_free(struct cert_cas *cas);
 #define CERT_BAD_KEY_FILE (-2)
 int cert_pair_load(struct cert_pair *pair, const char *cert_path, const char *key_path,
                    char *err, size_t errlen);
-/* A fresh ECDSA P-256 key and a self-signed certificate for host, valid for
- * a year, with host and 127.0.0.1 as subject alternative names. */
+/* An ECDSA P-256 key and a self-signed certificate for host, valid for a
+ * year, with host and 127.0.0.1 as subject alternative names: made on the
+ * first call, the same pair on later ones (reloads).  Main thread only. */
 int cert_pair_generate(struct cert_pair *pair, const char *host, char *err, size_t errlen);
 void cert_pair_free(struct cert_pair *pair);
 

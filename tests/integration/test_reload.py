@@ -16,7 +16,7 @@ import pytest
 from moatlib import (SANITIZED, T, Client, Resp, Upgrade, basic_yaml, client_context, tls_get,
                      wait_for)
 from opslib import (ADMIN, CertMaker, connect_refused, failure_report, fd_count, http_get,
-                    listener_addr_from_log, peer_serial, reload_counts, rss_kib, scrape,
+                    listener_addr_from_log, peer_cert, peer_serial, reload_counts, rss_kib, scrape,
                     sighup, tls_served, tls_yaml, wait_reload, wait_serial, write_atomic)
 
 TLS12 = ssl.TLSVersion.TLSv1_2
@@ -749,3 +749,19 @@ def test_sigusr1_reopens_the_access_log(tmp_path, certs, live, backend, moat_fac
         assert m.running()
     finally:
         keep.close()
+
+
+def test_a_reload_keeps_the_generated_self_signed_certificate(certs, backend, moat_factory):
+    # Without a certificate, every SIGHUP used to make a new key and
+    # certificate: clients told to trust or pin it broke, and no session
+    # resumed.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOAT_")}
+    env.update(MOAT_UPSTREAM=backend.addr, MOAT_LISTEN="127.0.0.1:0", MOAT_ADMIN="off")
+    m = moat_factory(None, args=[], env=env)
+    port = m.port("https")
+    ctx = client_context(None, verify=False, maxv=TLS12)
+    _, session = tls_get(port, ctx)
+    before = peer_cert(port)
+    assert sighup(m) == "ok", m.stderr()
+    assert peer_cert(port) == before
+    assert tls_get(port, ctx, session=session)[0], "the session did not resume"

@@ -54,14 +54,19 @@ static void test_generate(void)
     CHECK_INT(pair.nnames, 0);
     cert_pair_free(&pair); /* idempotent */
 
-    /* Upper-case input becomes a lower-case name; two keys differ. */
-    struct cert_pair a, b;
+    /* Upper-case input becomes a lower-case name; another host, another
+     * key; the same host again (a reload), the same pair. */
+    struct cert_pair a, b, c;
     CHECK_INT(cert_pair_generate(&a, "Example.TEST", err, sizeof(err)), 0);
     CHECK_INT(cert_pair_generate(&b, "example.test", err, sizeof(err)), 0);
+    CHECK_INT(cert_pair_generate(&c, "example.test", err, sizeof(err)), 0);
     CHECK_INT(has_name(&a, "example.test"), 1);
     CHECK(a.key_len != b.key_len || memcmp(a.key, b.key, a.key_len) != 0);
+    CHECK(b.key_len == c.key_len && memcmp(b.key, c.key, b.key_len) == 0);
+    CHECK(b.chain_len == c.chain_len && memcmp(b.chain, c.chain, b.chain_len) == 0);
     cert_pair_free(&a);
     cert_pair_free(&b);
+    cert_pair_free(&c);
 
     /* A host too long for the SAN is refused, not truncated. */
     char longhost[200];
