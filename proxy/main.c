@@ -607,7 +607,12 @@ int main(int argc, char **argv)
         const char *addr = o.healthcheck_addr;
         if (addr == NULL)
             addr = getenv("MOAT_ADMIN");
-        if (addr == NULL || addr[0] == '\0' || strcmp(addr, "off") == 0)
+        if (addr != NULL && strcmp(addr, "off") == 0) {
+            fprintf(stderr, "moat: healthcheck: the admin endpoint is off (MOAT_ADMIN=off): "
+                            "nothing answers /healthz\n");
+            return 1;
+        }
+        if (addr == NULL || addr[0] == '\0')
             addr = "127.0.0.1:9901";
         return admin_probe(addr, 2000) == 0 ? 0 : 1;
     }

@@ -147,6 +147,11 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
         snprintf(err, errlen, "MOAT_CLIENT_AUTH: needs MOAT_CLIENT_CA, the CAs to check against");
         return -1;
     }
+    if (cert == NULL && getenv("MOAT_WATCH") != NULL && strcmp(watch, "true") == 0) {
+        snprintf(err, errlen, "MOAT_WATCH: true, but there is no certificate file to watch "
+                              "(MOAT_CERT or --cert)");
+        return -1;
+    }
     if ((cert == NULL) != (key == NULL)) {
         snprintf(err, errlen, "%s: a certificate needs its key (%s), and a key its certificate",
                  cert ? o_cert : o_key, cert ? "MOAT_KEY or --key" : "MOAT_CERT or --cert");
@@ -191,7 +196,7 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
         line(&w, o_admin, "  bind: %s", quoted(admin, q[0], sizeof(q[0])));
     }
     line(&w, NULL, "log:");
-    if (strcmp(access, "off") == 0)
+    if (strcmp(access, "off") == 0 || strcmp(access, "null") == 0) /* null: the YAML word */
         line(&w, o_log, "  access: null");
     else
         line(&w, o_log, "  access: %s", quoted(access, q[0], sizeof(q[0])));

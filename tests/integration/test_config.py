@@ -403,3 +403,16 @@ def test_moat_config_and_sidecar_flags_do_not_mix(tmp_path, certs):
             cwd=str(tmp_path))
     assert r.returncode == 2, r
     assert b"$MOAT_CONFIG and the sidecar flags (--upstream, ...) do not mix" in r.stderr, r
+
+
+def test_small_sidecar_variable_checks(tmp_path):
+    base = dict(MOAT_UPSTREAM="127.0.0.1:3000", MOAT_LISTEN="127.0.0.1:0", MOAT_ADMIN="off")
+    r = run(["-t"], env=_env_without_moat(MOAT_WATCH="true", **base), cwd=str(tmp_path))
+    assert r.returncode == 1 and b"MOAT_WATCH: true, but there is no certificate file" \
+        in r.stderr, r
+    # "null", the YAML word for no access log, is no file name
+    r = run(["-t"], env=_env_without_moat(MOAT_ACCESS_LOG="null", **base), cwd=str(tmp_path))
+    assert r.returncode == 0, r
+    assert not os.path.exists(str(tmp_path / "null"))
+    r = run(["--healthcheck"], env=_env_without_moat(MOAT_ADMIN="off"), cwd=str(tmp_path))
+    assert r.returncode == 1 and b"the admin endpoint is off" in r.stderr, r
