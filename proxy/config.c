@@ -456,10 +456,20 @@ static void resolve_server(struct cfg_loader *ld, struct upstream_raw *ur, size_
     char host[256];
     size_t hl = (size_t)(colon - spec);
     uint64_t port;
-    if (hl >= sizeof(host) || parse_u64(colon + 1, strlen(colon + 1), &port) != 0 ||
-        port == 0 || port > 65535) {
+    if (memchr(spec, ':', hl) != NULL) {
+        /* "::1:8080" reads two ways; nginx and HAProxy want brackets too. */
+        cfg_error(ld, pos, "upstream \"%s\": server \"%s\": an IPv6 address goes in "
+                  "brackets: \"[%.*s]:%s\"", u->name, spec, (int)hl, spec, colon + 1);
+        return;
+    }
+    if (hl >= sizeof(host) || parse_u64(colon + 1, strlen(colon + 1), &port) != 0) {
         cfg_error(ld, pos, "upstream \"%s\": server \"%s\": expected host:port",
                   u->name, spec);
+        return;
+    }
+    if (port == 0 || port > 65535) {
+        cfg_error(ld, pos, "upstream \"%s\": server \"%s\": port %llu is out of range (1 to "
+                  "65535)", u->name, spec, (unsigned long long)port);
         return;
     }
     memcpy(host, spec, hl);

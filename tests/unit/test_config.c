@@ -739,6 +739,16 @@ static void test_error_item_positions(void)
                                             "      - \"127.0.0.1:3000\"\n"
                                             "      - \"127.0.0.1\"\n",
                  "t.yaml:15:9: upstream \"web\": server \"127.0.0.1\": expected host:port");
+    expect_error(BASE_LISTENERS BASE_ROUTES "upstreams:\n"
+                                            "  web:\n"
+                                            "    servers: [\"::1:3000\"]\n",
+                 "t.yaml:13:15: upstream \"web\": server \"::1:3000\": an IPv6 address goes in "
+                 "brackets: \"[::1]:3000\"");
+    expect_error(BASE_LISTENERS BASE_ROUTES "upstreams:\n"
+                                            "  web:\n"
+                                            "    servers: [\"127.0.0.1:99999\"]\n",
+                 "t.yaml:13:15: upstream \"web\": server \"127.0.0.1:99999\": port 99999 is out "
+                 "of range (1 to 65535)");
 }
 
 static void test_errors_yaml(void)
