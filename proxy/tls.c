@@ -319,21 +319,23 @@ static const uint16_t tls12_suites[] = {
     0xC013, 0xC014, 0xC027, 0xC028, 0xC02F, 0xC030, 0xCCA8, 0x0033, 0x0039, 0x0067, 0x006B,
     0x009E, 0x009F, 0xCCAA, 0x002F, 0x0035, 0x003C, 0x003D, 0x009C, 0x009D,
 };
-#define ECDSA_SUITES ((uint32_t)0x7FF)
-#define RSA_SUITES ((uint32_t)((1ull << (sizeof(tls12_suites) / sizeof(tls12_suites[0]))) - 1) & ~ECDSA_SUITES)
+#define TLS12_SUITES (sizeof(tls12_suites) / sizeof(tls12_suites[0]))
+#define ECDSA_SUITES ((uint32_t)0x7FF) /* the first 11 */
+#define RSA_SUITES ((uint32_t)((1ull << TLS12_SUITES) - 1) & ~ECDSA_SUITES)
+_Static_assert(TLS12_SUITES <= 32, "suite masks are 32 bits");
 
 static uint32_t tls12_suite_bit(unsigned suite)
 {
-    for (size_t i = 0; i < sizeof(tls12_suites) / sizeof(tls12_suites[0]); i++)
+    for (size_t i = 0; i < TLS12_SUITES; i++)
         if (tls12_suites[i] == suite)
             return (uint32_t)1 << i;
     return 0;
 }
 
-/* The TLS 1.2 suites of a cipher list (wolfSSL's or IANA names, ':'
- * between them) as a mask over tls12_suites, and whether it has TLS 1.3
- * ones; all of them when a word is no suite's name (wolfSSL's "ALL"): then
- * the list does not narrow the choice. */
+/* The TLS 1.2 suites of a cipher list (wolfSSL's names, ':' between them)
+ * as a mask over tls12_suites, and whether it has TLS 1.3 ones; all of
+ * them when a word is no suite's name (wolfSSL's "ALL"): then the list
+ * does not narrow the choice. */
 static uint32_t cipher_list_suites(const char *ciphers, int *tls13)
 {
     uint32_t mask = 0;
@@ -830,8 +832,12 @@ static unsigned verifiable_keys(const struct tls_ctx_set *set, const struct tls_
     if (hello->tls13 && set->tls13)
         return hello->keys13;
     uint32_t shared = hello->suites12 & set->suites12;
-    return (hello->keys12 & ECDSA_KEYS & ((shared & ECDSA_SUITES) ? ~0u : 0)) |
-           (hello->keys12 & KEY_BIT(CERT_KEY_RSA) & ((shared & RSA_SUITES) ? ~0u : 0));
+    unsigned keys = 0;
+    if (shared & ECDSA_SUITES)
+        keys |= hello->keys12 & ECDSA_KEYS;
+    if (shared & RSA_SUITES)
+        keys |= hello->keys12 & KEY_BIT(CERT_KEY_RSA);
+    return keys;
 }
 
 static int client_takes(const struct tls_cert_ctx *c, unsigned keys)
