@@ -143,6 +143,10 @@ static int inspect_leaf(struct cert_pair *pair, char *err, size_t errlen)
         pair->key_type = CERT_KEY_P384;
     else if (dc.keyOID == ECDSAk && dc.pkCurveOID == ECC_SECP521R1_OID)
         pair->key_type = CERT_KEY_P521;
+    else if (dc.keyOID == ED25519k)
+        pair->key_type = CERT_KEY_ED25519;
+    else if (dc.keyOID == ED448k)
+        pair->key_type = CERT_KEY_ED448;
     pair->not_before = cert_date(dc.beforeDate, dc.beforeDateLen);
     pair->not_after = cert_date(dc.afterDate, dc.afterDateLen);
     wc_FreeDecodedCert(&dc);
@@ -458,6 +462,8 @@ const char *cert_key_name(enum cert_key key)
     case CERT_KEY_P256: return "ecdsa-p256";
     case CERT_KEY_P384: return "ecdsa-p384";
     case CERT_KEY_P521: return "ecdsa-p521";
+    case CERT_KEY_ED25519: return "ed25519";
+    case CERT_KEY_ED448: return "ed448";
     default: return "other";
     }
 }

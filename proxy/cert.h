@@ -26,11 +26,13 @@ enum cert_encoding {
  * keys count by curve: TLS 1.3 names the curve in the signature scheme,
  * TLS 1.2 clients list the curves they take. */
 enum cert_key {
-    CERT_KEY_OTHER = 0, /* Ed25519 and the rest: served to whoever asks */
+    CERT_KEY_OTHER = 0, /* served to whoever asks */
     CERT_KEY_RSA,
     CERT_KEY_P256,
     CERT_KEY_P384,
     CERT_KEY_P521,
+    CERT_KEY_ED25519,
+    CERT_KEY_ED448,
 };
 
 /* A certificate chain and its private key, owned (malloc) by the struct. */
@@ -94,7 +96,7 @@ int cert_name_held_earlier(const struct cert_pair *certs, size_t k, const char *
  * every client is served).  SNI picks the first certificate for a name
  * among those with a key the client takes. */
 int cert_name_served_earlier(const struct cert_pair *certs, size_t k, const char *name);
-/* "rsa", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521" or "other". */
+/* "rsa", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519", "ed448" or "other". */
 const char *cert_key_name(enum cert_key key);
 
 /* 1 if host (lower-case) matches name: exact, or "*.suffix" over one label. */

@@ -312,6 +312,9 @@ static void check_tls(struct cfg_loader *ld, struct cfg *c, struct cfg_listener 
                       l->name, t->alpn[i]);
     if (t->ciphers != NULL && (t->ciphers[0] == '\0' || !valid_header_text(t->ciphers)))
         cfg_error(ld, t->ciphers_pos, "listener \"%s\": invalid cipher list", l->name);
+    else if (t->ciphers != NULL && strlen(t->ciphers) > CFG_MAX_CIPHERS)
+        cfg_error(ld, t->ciphers_pos, "listener \"%s\": the cipher list is longer than %d "
+                  "characters", l->name, CFG_MAX_CIPHERS);
 }
 
 static int is_wildcard(const struct sockaddr_storage *a)

@@ -93,6 +93,8 @@ enum cfg_balance {
 /* A Strict-Transport-Security value: real ones are under 100 characters;
  * moat's own answers build the header in a bounded buffer. */
 #define CFG_MAX_HSTS 256
+/* A cipher list: every suite wolfSSL knows by name fits. */
+#define CFG_MAX_CIPHERS 2048
 
 struct cfg_server {
     char *name;             /* as written: "127.0.0.1:3000" or "app:3000" */

@@ -141,6 +141,13 @@ static int load_certificates(struct runtime *rt, struct errbuf *e)
             failed = 1;
             continue;
         }
+        /* Said once, at the key: every certificate's context would fail alike. */
+        if (l->tls.ciphers != NULL && tls_cipher_list_check(&l->tls, err, sizeof(err)) != 0) {
+            add_error(e, "%s:%u:%u: listener \"%s\": ciphers: %s", cfg->path,
+                      l->tls.ciphers_pos.line, l->tls.ciphers_pos.col, l->name, err);
+            failed = 1;
+            continue;
+        }
         size_t n = l->tls.ncerts ? l->tls.ncerts : 1;
         rt->certs[i] = calloc(n, sizeof(struct cert_pair));
         if (rt->certs[i] == NULL)

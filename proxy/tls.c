@@ -21,8 +21,10 @@
 
 /* AEAD suites with forward secrecy only, strongest-first within each
  * version; the server's order wins (wolfSSL's default). */
+#define DEFAULT_TLS13_SUITES                                                                     \
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256"
 static const char default_ciphers[] =
-    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+    DEFAULT_TLS13_SUITES ":"
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
@@ -306,7 +308,9 @@ static int setup_resumption(WOLFSSL_CTX *ctx, const struct tls_resumption *res, 
 
 #define KEY_BIT(k) (1u << (k))
 #define ECDSA_KEYS (KEY_BIT(CERT_KEY_P256) | KEY_BIT(CERT_KEY_P384) | KEY_BIT(CERT_KEY_P521))
-#define ALL_KEYS (KEY_BIT(CERT_KEY_RSA) | ECDSA_KEYS)
+/* Keys signing under ECDHE-ECDSA suites in TLS 1.2 (RFC 8422 2.3). */
+#define ECDHE_ECDSA_KEYS (ECDSA_KEYS | KEY_BIT(CERT_KEY_ED25519) | KEY_BIT(CERT_KEY_ED448))
+#define ALL_KEYS (KEY_BIT(CERT_KEY_RSA) | ECDHE_ECDSA_KEYS)
 
 /*
  * The TLS 1.2 suites that say which kind of key the server signs with:
@@ -332,10 +336,40 @@ static uint32_t tls12_suite_bit(unsigned suite)
     return 0;
 }
 
-/* The TLS 1.2 suites of a cipher list (wolfSSL's names, ':' between them)
- * as a mask over tls12_suites, and whether it has TLS 1.3 ones; all of
- * them when a word is no suite's name (wolfSSL's "ALL"): then the list
- * does not narrow the choice. */
+enum suite_word {
+    WORD_TLS12,         /* a TLS 1.2 suite (its bit in tls12_suites, or none) */
+    WORD_TLS13,
+    WORD_UNKNOWN,       /* no suite's name: a keyword, or a typo */
+};
+
+/* What a word of a cipher list names, by wolfSSL's names or IANA's. */
+static enum suite_word suite_word(const char *name, uint32_t *bit)
+{
+    byte b0, b1;
+    int flags = 0;
+    *bit = 0;
+    if (wolfSSL_get_cipher_suite_from_name(name, &b0, &b1, &flags) == 0) {
+        if (b0 == 0x13)
+            return WORD_TLS13;
+        *bit = tls12_suite_bit((unsigned)b0 << 8 | b1);
+        return WORD_TLS12;
+    }
+    for (size_t i = 0; i < TLS12_SUITES; i++) {
+        const char *iana =
+            wolfSSL_get_cipher_name_iana_from_suite(tls12_suites[i] >> 8, tls12_suites[i] & 0xff);
+        if (iana != NULL && strcmp(iana, name) == 0) {
+            *bit = (uint32_t)1 << i;
+            return WORD_TLS12;
+        }
+    }
+    if (strncmp(name, "TLS_AES_", 8) == 0 || strncmp(name, "TLS_CHACHA20_", 13) == 0)
+        return WORD_TLS13;
+    return WORD_UNKNOWN;
+}
+
+/* The TLS 1.2 suites of a cipher list (':' between names) as a mask over
+ * tls12_suites, and whether it names TLS 1.3 ones; all of them when a word
+ * is no suite's name: then the list does not narrow the choice. */
 static uint32_t cipher_list_suites(const char *ciphers, int *tls13)
 {
     uint32_t mask = 0;
@@ -346,18 +380,34 @@ static uint32_t cipher_list_suites(const char *ciphers, int *tls13)
         if (len > 0 && len < sizeof(name)) {
             memcpy(name, p, len);
             name[len] = '\0';
-            byte b0, b1;
-            int flags = 0;
-            if (wolfSSL_get_cipher_suite_from_name(name, &b0, &b1, &flags) != 0) {
-                *tls13 = 1;
-                return ECDSA_SUITES | RSA_SUITES;
+            uint32_t bit;
+            switch (suite_word(name, &bit)) {
+            case WORD_TLS12: mask |= bit; break;
+            case WORD_TLS13: *tls13 = 1; break;
+            case WORD_UNKNOWN: *tls13 = 1; return ECDSA_SUITES | RSA_SUITES;
             }
-            *tls13 |= b0 == 0x13;
-            mask |= tls12_suite_bit((unsigned)b0 << 8 | b1);
         }
         p += len + (p[len] == ':');
     }
     return mask;
+}
+
+/*
+ * The list wolfSSL gets.  ciphers governs TLS 1.2, as OpenSSL's cipher
+ * string does for nginx and HAProxy: a list that names no TLS 1.3 suite
+ * (an intermediate TLS 1.2 string pasted from nginx) keeps moat's TLS 1.3
+ * suites, or every TLS 1.3 client would be refused.
+ */
+static const char *effective_cipher_list(const struct cfg_tls *cfg, char *buf, size_t len)
+{
+    if (cfg->ciphers == NULL)
+        return default_ciphers;
+    int tls13;
+    cipher_list_suites(cfg->ciphers, &tls13);
+    if (tls13)
+        return cfg->ciphers;
+    int n = snprintf(buf, len, "%s:%s", DEFAULT_TLS13_SUITES, cfg->ciphers);
+    return n > 0 && (size_t)n < len ? buf : cfg->ciphers;
 }
 
 int tls_ciphers_serve_tls12(const char *ciphers, enum cert_key key)
@@ -368,7 +418,9 @@ int tls_ciphers_serve_tls12(const char *ciphers, enum cert_key key)
     case CERT_KEY_RSA: return (mask & RSA_SUITES) != 0;
     case CERT_KEY_P256:
     case CERT_KEY_P384:
-    case CERT_KEY_P521: return (mask & ECDSA_SUITES) != 0;
+    case CERT_KEY_P521:
+    case CERT_KEY_ED25519:
+    case CERT_KEY_ED448: return (mask & ECDSA_SUITES) != 0;
     default: return 1;
     }
 }
@@ -385,9 +437,13 @@ static WOLFSSL_CTX *new_ctx(const struct cfg_tls *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set the minimum TLS version %s", cfg->min_version);
         goto fail;
     }
-    const char *ciphers = cfg->ciphers ? cfg->ciphers : default_ciphers;
+    char buf[CFG_MAX_CIPHERS + sizeof(DEFAULT_TLS13_SUITES) + 1];
+    const char *ciphers = effective_cipher_list(cfg, buf, sizeof(buf));
     if (wolfSSL_CTX_set_cipher_list(ctx, ciphers) != WOLFSSL_SUCCESS) {
-        snprintf(err, errlen, "cipher list \"%s\" is not usable", ciphers);
+        snprintf(err, errlen,
+                 "cipher list \"%s\" is not usable: moat takes suite names (wolfSSL's or "
+                 "IANA's), ':' between them, such as ECDHE-ECDSA-AES128-GCM-SHA256",
+                 cfg->ciphers ? cfg->ciphers : ciphers);
         goto fail;
     }
     /* Key exchange over the groups moat offers, best first.  With an
@@ -406,6 +462,15 @@ static WOLFSSL_CTX *new_ctx(const struct cfg_tls *cfg, char *err, size_t errlen)
 fail:
     wolfSSL_CTX_free(ctx);
     return NULL;
+}
+
+int tls_cipher_list_check(const struct cfg_tls *cfg, char *err, size_t errlen)
+{
+    WOLFSSL_CTX *ctx = new_ctx(cfg, err, errlen);
+    if (ctx == NULL)
+        return -1;
+    wolfSSL_CTX_free(ctx);
+    return 0;
 }
 
 int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
@@ -428,8 +493,8 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
     int rc = 0;
     set->ncerts = npairs;
     set->alpn = cfg->nalpn > 0;
-    const char *ciphers = cfg->ciphers ? cfg->ciphers : default_ciphers;
-    set->suites12 = cipher_list_suites(ciphers, &set->tls13);
+    char buf[CFG_MAX_CIPHERS + sizeof(DEFAULT_TLS13_SUITES) + 1];
+    set->suites12 = cipher_list_suites(effective_cipher_list(cfg, buf, sizeof(buf)), &set->tls13);
     if (res != NULL)
         set->res = *res;
     for (size_t i = 0; i < npairs; i++) {
@@ -736,11 +801,36 @@ static unsigned hello_ecdsa_curves(const uint8_t *p, size_t n)
     return curves;
 }
 
+/* wolfSSL 5.5.4 keeps the first 19 signature schemes of a hello
+ * (WOLFSSL_MAX_SIGALGO): the choice must not count on later ones. */
+#define SIGALGS_WOLFSSL_READS 19
+
+/* The certificate keys a signature scheme verifies: under TLS 1.3 the
+ * scheme names the ECDSA curve and RSA signs with PSS only (RFC 8446
+ * 4.2.3); TLS 1.2's hash/signature pairs do not name a curve. */
+static unsigned scheme_keys(unsigned scheme, int tls13)
+{
+    unsigned hash = scheme >> 8, sig = scheme & 0xff;
+    switch (scheme) {
+    case 0x0804: case 0x0805: case 0x0806: return KEY_BIT(CERT_KEY_RSA); /* rsa_pss_rsae */
+    case 0x0807: return KEY_BIT(CERT_KEY_ED25519);
+    case 0x0808: return KEY_BIT(CERT_KEY_ED448);
+    }
+    if (tls13)
+        return scheme == 0x0403   ? KEY_BIT(CERT_KEY_P256)
+               : scheme == 0x0503 ? KEY_BIT(CERT_KEY_P384)
+               : scheme == 0x0603 ? KEY_BIT(CERT_KEY_P521)
+                                  : 0;
+    if (hash < 1 || hash > 6) /* md5 .. sha512 */
+        return 0;
+    return sig == 3 ? ECDSA_KEYS : sig == 1 ? KEY_BIT(CERT_KEY_RSA) : 0;
+}
+
 /*
- * Reads which certificate keys the client can verify: under TLS 1.3 the
- * signature schemes alone, which name the ECDSA curve and sign RSA with PSS
- * only (RFC 8446 4.2.3); under TLS 1.2 the signature algorithms, the curves
- * and the suites, which tls_session_new meets with the listener's.
+ * Reads which certificate keys the client can verify: under TLS 1.3 by
+ * the signature schemes alone; under TLS 1.2 by the signature algorithms,
+ * the curves and the suites, which tls_session_new meets with the
+ * listener's.
  */
 static void read_hello_keys(const uint8_t *p, size_t n, struct tls_hello *hello)
 {
@@ -753,25 +843,22 @@ static void read_hello_keys(const uint8_t *p, size_t n, struct tls_hello *hello)
         hello->suites12 |= tls12_suite_bit(be16(p + k));
     size_t len;
     const uint8_t *sig = hello_extension(p, n, 13, &len); /* signature_algorithms */
-    unsigned by_scheme = 0, by_pair = 0;
+    unsigned keys13 = 0, keys12 = 0;
     if (sig == NULL || len < 2 || be16(sig) + 2u > len) {
-        by_scheme = by_pair = ALL_KEYS; /* TLS 1.2 then means SHA-1 with the suite's kind */
+        /* TLS 1.2 then means SHA-1 with the suite's kind (RFC 5246 7.4.1.4.1) */
+        keys13 = ALL_KEYS;
+        keys12 = KEY_BIT(CERT_KEY_RSA) | ECDSA_KEYS;
     } else {
-        for (size_t k = 2; k + 1 < 2u + be16(sig); k += 2) {
-            unsigned scheme = be16(sig + k), hash = sig[k], kind = sig[k + 1];
-            by_scheme |= scheme == 0x0403   ? KEY_BIT(CERT_KEY_P256)
-                         : scheme == 0x0503 ? KEY_BIT(CERT_KEY_P384)
-                         : scheme == 0x0603 ? KEY_BIT(CERT_KEY_P521)
-                         : (scheme >= 0x0804 && scheme <= 0x0806) ? KEY_BIT(CERT_KEY_RSA)
-                                                                    : 0;
-            if (hash >= 1 && hash <= 6 && kind == 3) /* md5 .. sha512 with ecdsa */
-                by_pair |= ECDSA_KEYS;
-            if ((hash >= 1 && hash <= 6 && kind == 1) || (scheme >= 0x0804 && scheme <= 0x0806))
-                by_pair |= KEY_BIT(CERT_KEY_RSA);
+        size_t count = be16(sig) / 2;
+        if (count > SIGALGS_WOLFSSL_READS)
+            count = SIGALGS_WOLFSSL_READS;
+        for (size_t k = 0; k < count; k++) {
+            keys13 |= scheme_keys(be16(sig + 2 + 2 * k), 1);
+            keys12 |= scheme_keys(be16(sig + 2 + 2 * k), 0);
         }
     }
-    hello->keys13 = by_scheme;
-    hello->keys12 = by_pair & (KEY_BIT(CERT_KEY_RSA) | hello_ecdsa_curves(p, n));
+    hello->keys13 = keys13;
+    hello->keys12 = keys12 & (~ECDSA_KEYS | hello_ecdsa_curves(p, n));
 }
 
 /* The sniffer's verdict on a whole hello: p[0..5) a record header, then
@@ -834,7 +921,7 @@ static unsigned verifiable_keys(const struct tls_ctx_set *set, const struct tls_
     uint32_t shared = hello->suites12 & set->suites12;
     unsigned keys = 0;
     if (shared & ECDSA_SUITES)
-        keys |= hello->keys12 & ECDSA_KEYS;
+        keys |= hello->keys12 & ECDHE_ECDSA_KEYS;
     if (shared & RSA_SUITES)
         keys |= hello->keys12 & KEY_BIT(CERT_KEY_RSA);
     return keys;

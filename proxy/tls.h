@@ -56,6 +56,8 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
                     const struct cert_cas *client_cas, const struct tls_resumption *res,
                     char *err, size_t errlen);
 void tls_ctx_set_free(struct tls_ctx_set **set);
+/* 0 if wolfSSL takes cfg's cipher list, or -1 with the reason. */
+int tls_cipher_list_check(const struct cfg_tls *cfg, char *err, size_t errlen);
 /* 1 if the TLS 1.2 suites of ciphers (NULL: moat's default) include one a
  * certificate with a key of kind key can serve. */
 int tls_ciphers_serve_tls12(const char *ciphers, enum cert_key key);

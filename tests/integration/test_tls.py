@@ -466,3 +466,78 @@ def test_ecdsa_certificates_on_two_curves_serve_each_its_clients(certs, backend,
         text = (r.stdout + r.stderr).decode(errors="replace")
         assert "Server public key is %s bit" % bits in text, (sigalgs, text)
         assert "HTTP/1.1 200" in text, text
+
+
+def test_a_tls12_cipher_list_keeps_tls13(certs, backend, moat_factory):
+    # ciphers governs TLS 1.2, as nginx's ssl_ciphers does: Mozilla's
+    # intermediate string pasted from nginx refused every TLS 1.3 client.
+    tls12_only = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305")
+    for extra in ('ciphers: "%s"' % tls12_only,
+                  'ciphers: "%s"\nmin_version: "1.3"' % tls12_only):
+        m = moat_factory(basic_yaml(certs, [backend.addr], tls_extra=extra))
+        with Client(m.port(), certs) as c:
+            assert c.sock.version() == "TLSv1.3", extra
+            assert c.request("GET", "/").status == 200
+        assert "never served" not in m.stderr() and "no TLS 1.2 suite" not in m.stderr()
+    # a list that names TLS 1.3 suites chooses them
+    m = moat_factory(basic_yaml(certs, [backend.addr], tls_extra=(
+        'ciphers: "TLS13-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"')))
+    with Client(m.port(), certs) as c:
+        assert c.sock.cipher()[0] == "TLS_AES_256_GCM_SHA384", c.sock.cipher()
+
+
+def test_a_cipher_list_wolfssl_cannot_use_is_one_error_at_its_key(certs, backend, tmp_path):
+    from moatlib import MOAT_BIN
+    y = basic_yaml(certs, [backend.addr], second_cert=True, tls_extra='ciphers: "HIGH:!aNULL"')
+    (tmp_path / "c.yaml").write_text(y)
+    r = subprocess.run([MOAT_BIN, "-t", "-c", str(tmp_path / "c.yaml")], capture_output=True,
+                       text=True, timeout=T(30))
+    assert r.returncode == 1, r
+    line = next(n for n, l in enumerate(y.splitlines(), 1) if "ciphers:" in l)
+    assert r.stderr.startswith("%s:%d:16: listener \"public\": ciphers: cipher list "
+                               "\"HIGH:!aNULL\" is not usable: moat takes suite names"
+                               % (tmp_path / "c.yaml", line)), r.stderr
+    assert r.stderr.count("not usable") == 1, r.stderr
+
+
+def test_an_ed25519_certificate_first_is_served_only_to_clients_that_verify_it(
+        certs, backend, moat_factory, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from opslib import CertMaker
+    cm = CertMaker(certs)
+    files = [(str(tmp_path / ("c%d.pem" % i)), str(tmp_path / ("k%d.pem" % i))) for i in range(3)]
+    cm.leaf(*files[0], key=ed25519.Ed25519PrivateKey.generate(), cn="site.test")
+    cm.leaf(*files[1], cn="site.test")
+    cm.leaf(*files[2], key=_rsa_key(), cn="site.test")
+    pairs = "".join("        - cert: %s\n          key: %s\n" % f for f in files)
+    m = moat_factory(basic_yaml(certs, [backend.addr]).replace(
+        "        - cert: %s\n          key: %s\n" % (certs.site_cert, certs.site_key), pairs))
+    assert "never served" not in m.stderr(), m.stderr()
+    for args, want in ((["-tls1_3", "-sigalgs", "ecdsa_secp256r1_sha256:rsa_pss_rsae_sha256"],
+                        "ECDSA"),
+                       (["-tls1_2", "-sigalgs", "ECDSA+SHA256:RSA+SHA256"], "ECDSA"),
+                       (["-tls1_3", "-sigalgs", "rsa_pss_rsae_sha256"], "RSA-PSS"),
+                       (["-tls1_3", "-sigalgs", "ed25519:ecdsa_secp256r1_sha256"], "Ed25519")):
+        r = s_client(m.port(), "-ign_eof", *args, servername="site.test",
+                     data=b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
+        text = (r.stdout + r.stderr).decode(errors="replace")
+        assert re.search(r"Peer signature type: %s\b" % want, text, re.I), (args, text)
+        assert "HTTP/1.1 200" in text, text
+
+
+def test_signature_schemes_past_what_wolfssl_reads_do_not_choose(dual_key_proxy):
+    # wolfSSL keeps a hello's first 19 signature schemes: an ECDSA one after
+    # them made moat choose the ECDSA certificate, which wolfSSL then could
+    # not sign with (handshake_failure).  RSA serves that client.
+    import struct
+    from test_hostile import ext, raw_client_hello, server_answer
+    rsa = [0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0201, 0x0301] + [0x0a0a] * 11
+    sigalgs = b"".join(struct.pack(">H", s) for s in rsa + [0x0403, 0x0503])
+    sn = b"\x00" + struct.pack(">H", 9) + b"site.test"
+    exts = (ext(0, struct.pack(">H", len(sn)) + sn) + ext(10, b"\x00\x04\x00\x17\x00\x18")
+            + ext(11, b"\x01\x00") + ext(13, struct.pack(">H", len(sigalgs)) + sigalgs)
+            + ext(0xff01, b"\x00"))
+    a = server_answer(dual_key_proxy.port(),
+                      raw_client_hello(0x0303, [0xC02B, 0xC02F], extensions=exts))
+    assert a == ("hello", 0x0303, 0xC02F), a  # ECDHE-RSA: the RSA certificate
