@@ -63,6 +63,27 @@ static const char *quoted(const char *v, char *out, size_t len)
     return out;
 }
 
+/* The sidecar variables but MOAT_ADMIN, which --healthcheck reads too. */
+static const char *const names[] = {
+    "MOAT_UPSTREAM", "MOAT_LISTEN", "MOAT_CERT", "MOAT_KEY", "MOAT_REDIRECT",
+    "MOAT_TICKET_KEY_FILE", "MOAT_WORKERS", "MOAT_WATCH", "MOAT_ACCESS_LOG",
+    "MOAT_CLIENT_CA", "MOAT_CLIENT_AUTH",
+};
+
+/* An empty variable is a mistake (MOAT_CLIENT_CA=$UNSET turned mutual TLS
+ * off, MOAT_CERT= $UNSET served the self-signed certificate): refused,
+ * never read as "the default". */
+static const char *empty_variable(void)
+{
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = getenv(names[i]);
+        if (v != NULL && v[0] == '\0')
+            return names[i];
+    }
+    const char *admin = getenv("MOAT_ADMIN");
+    return admin != NULL && admin[0] == '\0' ? "MOAT_ADMIN" : NULL;
+}
+
 static const char *pick(const char *flag, const char *env, const char *deflt, const char **origin,
                         const char *flag_name, const char *env_name)
 {
@@ -119,6 +140,12 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
                                 "MOAT_UPSTREAM");
     if (upstream == NULL)
         return 0;
+    const char *empty = empty_variable();
+    if (empty != NULL) {
+        snprintf(err, errlen, "%s: set but empty: give it a value, or unset it for the default",
+                 empty);
+        return -1;
+    }
     const char *listen = pick(f->listen, "MOAT_LISTEN", "0.0.0.0:8443", &o_listen, "--listen",
                               "MOAT_LISTEN");
     const char *cert = pick(f->cert, "MOAT_CERT", NULL, &o_cert, "--cert", "MOAT_CERT");
@@ -215,11 +242,6 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
 
 size_t sidecar_unused_variables(char *out, size_t len)
 {
-    static const char *const names[] = {
-        "MOAT_UPSTREAM", "MOAT_LISTEN", "MOAT_CERT", "MOAT_KEY", "MOAT_REDIRECT",
-        "MOAT_TICKET_KEY_FILE", "MOAT_WORKERS", "MOAT_WATCH", "MOAT_ACCESS_LOG",
-        "MOAT_CLIENT_CA", "MOAT_CLIENT_AUTH",
-    };
     size_t n = 0, used = 0;
     out[0] = '\0';
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {

@@ -416,3 +416,14 @@ def test_small_sidecar_variable_checks(tmp_path):
     assert not os.path.exists(str(tmp_path / "null"))
     r = run(["--healthcheck"], env=_env_without_moat(MOAT_ADMIN="off"), cwd=str(tmp_path))
     assert r.returncode == 1 and b"the admin endpoint is off" in r.stderr, r
+
+
+@pytest.mark.parametrize("empty", [("MOAT_CLIENT_CA",), ("MOAT_CERT", "MOAT_KEY"),
+                                   ("MOAT_TICKET_KEY_FILE",), ("MOAT_LISTEN",), ("MOAT_ADMIN",)])
+def test_an_empty_sidecar_variable_is_an_error(tmp_path, empty):
+    # MOAT_CLIENT_CA=${UNSET} used to turn mutual TLS off without a word, and
+    # MOAT_CERT= MOAT_KEY= served the self-signed certificate.
+    env = _env_without_moat(MOAT_UPSTREAM="127.0.0.1:3000", **{k: "" for k in empty})
+    r = run(["-t"], env=env, cwd=str(tmp_path))
+    assert r.returncode == 1, r
+    assert ("moat: %s: set but empty" % empty[0]).encode() in r.stderr, r
