@@ -1,21 +1,33 @@
 /*
- * watch: inotify watches on certificate directories and the quiet-period
- * timer.  Owns its libuv handles; runs on the main loop only.
+ * watch: inotify watches on certificate directories, the quiet-period
+ * timer and the once-a-second recheck.  Owns its libuv handles; runs on
+ * the main loop only.
  */
 #include "watch.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
+
+/* Symlinks followed from a configured path: certbot's layout takes two. */
+#define WATCH_MAX_LINKS 8
+#define WATCH_RECHECK_MS 1000
 
 struct watched_dir {
     uv_fs_event_t handle;
     struct watch *w;
     struct watched_dir *next;
     int keep;
+    int armed;          /* the inotify watch is on the directory now at path */
+    dev_t dev;          /* which directory that is */
+    ino_t ino;
     char **names;       /* the watched files in it (their last path component) */
     size_t nnames;
     char path[PATH_MAX];
@@ -24,10 +36,15 @@ struct watched_dir {
 struct watch {
     uv_loop_t *loop;
     uv_timer_t quiet;
+    uv_timer_t recheck;
     uint64_t first_change_ms; /* of the changes not yet reported; 0: none */
     watch_cb on_change;
     void *arg;
     struct watched_dir *dirs;
+    char **files;       /* the configured paths, followed again at each recheck */
+    size_t nfiles;
+    int rechecking;     /* errors seen again each second go to the debug log */
+    int open_timers;    /* freed when both have closed */
 };
 
 static void on_quiet(uv_timer_t *t)
@@ -35,6 +52,18 @@ static void on_quiet(uv_timer_t *t)
     struct watch *w = t->data;
     w->first_change_ms = 0;
     w->on_change(w->arg);
+}
+
+/* Each change restarts the quiet period, but files that never stop
+ * changing still get read WATCH_MAX_WAIT_MS after the first change. */
+static void changed(struct watch *w)
+{
+    uint64_t now = uv_now(w->loop);
+    if (w->first_change_ms == 0)
+        w->first_change_ms = now;
+    uint64_t deadline = w->first_change_ms + WATCH_MAX_WAIT_MS;
+    uint64_t wait = now >= deadline ? 0 : deadline - now;
+    uv_timer_start(&w->quiet, on_quiet, wait < WATCH_QUIET_MS ? wait : WATCH_QUIET_MS, 0);
 }
 
 /* 1 if an event on name in d may have changed a watched file: the file
@@ -52,7 +81,6 @@ static int concerns_watched_file(const struct watched_dir *d, const char *name)
 static void on_dir_event(uv_fs_event_t *h, const char *file, int events, int status)
 {
     struct watched_dir *d = h->data;
-    struct watch *w = d->w;
     (void)events;
     if (status < 0) {
         log_warn("watching %s: %s", d->path, uv_strerror(status));
@@ -63,14 +91,7 @@ static void on_dir_event(uv_fs_event_t *h, const char *file, int events, int sta
     if (!concerns_watched_file(d, file))
         return;
     log_debug("watch: %s/%s changed", d->path, file ? file : "");
-    /* Each change restarts the quiet period, but files that never stop
-     * changing still get read after WATCH_MAX_WAIT_MS. */
-    uint64_t now = uv_now(w->loop);
-    if (w->first_change_ms == 0)
-        w->first_change_ms = now;
-    uint64_t deadline = w->first_change_ms + WATCH_MAX_WAIT_MS;
-    uint64_t wait = now >= deadline ? 0 : deadline - now;
-    uv_timer_start(&w->quiet, on_quiet, wait < WATCH_QUIET_MS ? wait : WATCH_QUIET_MS, 0);
+    changed(d->w);
 }
 
 static void dir_of(const char *file, char *out)
@@ -120,6 +141,43 @@ static int add_name(struct watched_dir *d, const char *name)
     return 0;
 }
 
+/*
+ * Puts the inotify watch on the directory now at d->path, if it is not
+ * there already: after a deploy replaced the directory (rm -rf and a new
+ * one, or a new one renamed into place) the old watch sees nothing more.
+ * Returns 1 when it moved to another directory, 0 when nothing changed, -1
+ * when the directory cannot be watched (a missing one is retried).
+ */
+static int arm(struct watched_dir *d)
+{
+    struct stat st;
+    int exists = stat(d->path, &st) == 0;
+    if (d->armed && exists && st.st_dev == d->dev && st.st_ino == d->ino)
+        return 0;
+    int was_armed = d->armed;
+    if (d->armed) {
+        uv_fs_event_stop(&d->handle);
+        d->armed = 0;
+    }
+    if (!exists) {
+        if (was_armed)
+            log_warn("watching %s: the directory is gone; watching for it to come back", d->path);
+        return was_armed;
+    }
+    int rc = uv_fs_event_start(&d->handle, on_dir_event, d->path, 0);
+    if (rc != 0) {
+        if (d->w->rechecking)
+            log_debug("cannot watch %s: %s", d->path, uv_strerror(rc));
+        else
+            log_error("cannot watch %s: %s", d->path, uv_strerror(rc));
+        return -1;
+    }
+    d->armed = 1;
+    d->dev = st.st_dev;
+    d->ino = st.st_ino;
+    return 1;
+}
+
 /* Watches the directory of file for changes to file. */
 static int watch_file(struct watch *w, const char *file)
 {
@@ -130,7 +188,7 @@ static int watch_file(struct watch *w, const char *file)
     for (struct watched_dir *d = w->dirs; d != NULL; d = d->next)
         if (strcmp(d->path, dir) == 0) {
             if (!d->keep)
-                forget_names(d); /* the first file of this configuration in it */
+                forget_names(d); /* the first file of this round in it */
             d->keep = 1;
             return add_name(d, name);
         }
@@ -146,11 +204,13 @@ static int watch_file(struct watch *w, const char *file)
     d->keep = 1;
     uv_fs_event_init(w->loop, &d->handle);
     d->handle.data = d;
-    int rc = uv_fs_event_start(&d->handle, on_dir_event, d->path, 0);
-    if (rc != 0) {
-        log_error("cannot watch %s: %s", dir, uv_strerror(rc));
+    int rc = arm(d);
+    if (rc < 0 || !d->armed) {
+        /* A link may point into a directory that does not exist (yet). */
+        if (rc == 0 && !w->rechecking)
+            log_error("cannot watch %s: %s", dir, strerror(ENOENT));
         uv_close((uv_handle_t *)&d->handle, on_dir_close);
-        return -1;
+        return w->rechecking ? 0 : -1;
     }
     d->next = w->dirs;
     w->dirs = d;
@@ -158,17 +218,29 @@ static int watch_file(struct watch *w, const char *file)
     return 0;
 }
 
-struct watch *watch_new(uv_loop_t *loop, watch_cb on_change, void *arg)
+/* Watches file and every link on the way from it to the file it names: a
+ * renewal that replaces a link elsewhere (certbot's live/ directory) or
+ * rewrites the final file is seen too. */
+static int watch_chain(struct watch *w, const char *file)
 {
-    struct watch *w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return NULL;
-    w->loop = loop;
-    w->on_change = on_change;
-    w->arg = arg;
-    uv_timer_init(loop, &w->quiet);
-    w->quiet.data = w;
-    return w;
+    char cur[PATH_MAX], target[PATH_MAX], dir[PATH_MAX];
+    snprintf(cur, sizeof(cur), "%s", file);
+    int rc = 0;
+    for (int hop = 0; hop <= WATCH_MAX_LINKS; hop++) {
+        rc |= watch_file(w, cur);
+        ssize_t n = readlink(cur, target, sizeof(target) - 1);
+        if (n <= 0)
+            break;
+        target[n] = '\0';
+        if (target[0] == '/') {
+            snprintf(cur, sizeof(cur), "%s", target);
+        } else {
+            dir_of(cur, dir);
+            if (snprintf(cur, sizeof(cur), "%s/%s", dir, target) >= (int)sizeof(cur))
+                break;
+        }
+    }
+    return rc;
 }
 
 static void drop_unkept(struct watch *w)
@@ -186,27 +258,99 @@ static void drop_unkept(struct watch *w)
     }
 }
 
+/* Follows the configured paths again and re-arms directories that were
+ * replaced.  Returns -1 if a directory cannot be watched, else 1 when a
+ * watch moved (the files there may be new), 0 when none did. */
+static int resync(struct watch *w)
+{
+    int rc = 0, moved = 0;
+    for (size_t i = 0; i < w->nfiles; i++)
+        rc |= watch_chain(w, w->files[i]);
+    drop_unkept(w);
+    for (struct watched_dir *d = w->dirs; d != NULL; d = d->next) {
+        int a = arm(d);
+        if (a < 0)
+            rc = -1;
+        moved |= a > 0;
+    }
+    return rc < 0 ? -1 : moved;
+}
+
+static void on_recheck(uv_timer_t *t)
+{
+    struct watch *w = t->data;
+    w->rechecking = 1;
+    if (resync(w) > 0)
+        changed(w);
+    w->rechecking = 0;
+}
+
+struct watch *watch_new(uv_loop_t *loop, watch_cb on_change, void *arg)
+{
+    struct watch *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->loop = loop;
+    w->on_change = on_change;
+    w->arg = arg;
+    uv_timer_init(loop, &w->quiet);
+    w->quiet.data = w;
+    uv_timer_init(loop, &w->recheck);
+    w->recheck.data = w;
+    w->open_timers = 2;
+    return w;
+}
+
+static void forget_files(struct watch *w)
+{
+    for (size_t i = 0; i < w->nfiles; i++)
+        free(w->files[i]);
+    free(w->files);
+    w->files = NULL;
+    w->nfiles = 0;
+}
+
+static int remember_file(struct watch *w, const char *path)
+{
+    char **files = realloc(w->files, (w->nfiles + 1) * sizeof(char *));
+    if (files == NULL)
+        return -1;
+    w->files = files;
+    if ((w->files[w->nfiles] = strdup(path)) == NULL)
+        return -1;
+    w->nfiles++;
+    return 0;
+}
+
 int watch_apply(struct watch *w, const struct cfg *cfg)
 {
     int rc = 0;
+    forget_files(w);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *l = &cfg->listeners[i];
         if (!l->has_tls || !l->tls.watch)
             continue;
         for (size_t k = 0; k < l->tls.ncerts; k++) {
-            rc |= watch_file(w, l->tls.certs[k].cert);
-            rc |= watch_file(w, l->tls.certs[k].key);
+            rc |= remember_file(w, l->tls.certs[k].cert);
+            rc |= remember_file(w, l->tls.certs[k].key);
         }
         if (l->tls.has_client_auth)
-            rc |= watch_file(w, l->tls.client_auth.ca);
+            rc |= remember_file(w, l->tls.client_auth.ca);
     }
-    drop_unkept(w);
+    if (resync(w) < 0)
+        rc = -1;
+    if (w->nfiles > 0)
+        uv_timer_start(&w->recheck, on_recheck, WATCH_RECHECK_MS, WATCH_RECHECK_MS);
+    else
+        uv_timer_stop(&w->recheck);
     return rc;
 }
 
-static void on_watch_close(uv_handle_t *h)
+static void on_timer_close(uv_handle_t *h)
 {
-    free(h->data);
+    struct watch *w = h->data;
+    if (--w->open_timers == 0)
+        free(w);
 }
 
 void watch_stop(struct watch **wp)
@@ -215,6 +359,8 @@ void watch_stop(struct watch **wp)
     if (w == NULL)
         return;
     *wp = NULL;
+    forget_files(w);
     drop_unkept(w); /* nothing is kept: every directory closes */
-    uv_close((uv_handle_t *)&w->quiet, on_watch_close);
+    uv_close((uv_handle_t *)&w->quiet, on_timer_close);
+    uv_close((uv_handle_t *)&w->recheck, on_timer_close);
 }

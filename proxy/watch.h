@@ -3,10 +3,12 @@
  * directories that hold the certificate and key files of listeners that
  * ask for it, on the main loop, so that in-place rewrites, renames over a
  * file and Kubernetes' swap of a mounted Secret's "..data" symlink are all
- * seen; changes to other files there are not.  Calls back once no change
- * happened for WATCH_QUIET_MS, so that a pair being written is read only
- * when both files are done, and at the latest WATCH_MAX_WAIT_MS after the
- * first change.
+ * seen; changes to other files there are not.  Follows symlinks from the
+ * configured paths (certbot's live/ and archive/), and once a second puts
+ * the watches back on directories a deploy replaced.  Calls back once no
+ * change happened for WATCH_QUIET_MS, so that a pair being written is read
+ * only when both files are done, and at the latest WATCH_MAX_WAIT_MS after
+ * the first change.
  */
 #ifndef MOAT_WATCH_H
 #define MOAT_WATCH_H

@@ -6,6 +6,7 @@ storm under load, SIGTERM draining, SIGUSR1 reopening the access log."""
 import datetime
 import os
 import re
+import shutil
 import signal
 import ssl
 import threading
@@ -765,3 +766,60 @@ def test_a_reload_keeps_the_generated_self_signed_certificate(certs, backend, mo
     assert sighup(m) == "ok", m.stderr()
     assert peer_cert(port) == before
     assert tls_get(port, ctx, session=session)[0], "the session did not resume"
+
+
+def test_watch_survives_its_directory_being_replaced(tmp_path, certs, cm, backend, moat_factory):
+    # A deploy that ships a new directory (a new one renamed into place, or
+    # rm -rf and a new one) left the watch on the old directory: that one
+    # change was seen, none after it, until a restart.
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = str(live / "cert.pem"), str(live / "key.pem")
+    cm.leaf(cert, key)
+    m = moat_factory(config(certs, [backend.addr], cert, key, watch=True))
+    new = tmp_path / "new"
+    new.mkdir()
+    serial2 = cm.leaf(str(new / "cert.pem"), str(new / "key.pem"))
+    shutil.rmtree(str(live))
+    os.rename(str(new), str(live))
+    wait_serial(m.port(), serial2, timeout=5)
+    serial3 = cm.leaf(cert, key)
+    wait_serial(m.port(), serial3, timeout=5)
+    shutil.rmtree(str(live))
+    time.sleep(1.5)  # gone for a while: moat keeps serving what it has
+    live.mkdir()
+    serial4 = cm.leaf(cert, key)
+    wait_serial(m.port(), serial4, timeout=5)
+    assert "the directory is gone" in m.stderr(), m.stderr()
+
+
+def test_watch_follows_symlinks_into_other_directories(tmp_path, certs, cm, backend,
+                                                      moat_factory):
+    # certbot's layout: the configured path links to live/, which links to
+    # archive/; a renewal adds archive files and replaces the live/ links.
+    for d in ("etc", "live", "archive"):
+        (tmp_path / d).mkdir()
+    a = str(tmp_path / "archive")
+    cm.leaf(os.path.join(a, "cert1.pem"), os.path.join(a, "key1.pem"))
+    for name in ("cert", "key"):
+        os.symlink("../archive/%s1.pem" % name, str(tmp_path / "live" / ("%s.pem" % name)))
+        os.symlink(str(tmp_path / "live" / ("%s.pem" % name)),
+                   str(tmp_path / "etc" / ("%s.pem" % name)))
+    cert, key = str(tmp_path / "etc" / "cert.pem"), str(tmp_path / "etc" / "key.pem")
+    m = moat_factory(config(certs, [backend.addr], cert, key, watch=True))
+    for n in (2, 3):
+        serial = cm.leaf(os.path.join(a, "cert%d.pem" % n), os.path.join(a, "key%d.pem" % n))
+        for name in ("cert", "key"):
+            tmp = str(tmp_path / "live" / ("%s.tmp" % name))
+            os.symlink("../archive/%s%d.pem" % (name, n), tmp)
+            os.rename(tmp, str(tmp_path / "live" / ("%s.pem" % name)))
+        wait_serial(m.port(), serial, timeout=5)
+    # the final file rewritten in place is seen too
+    k = cm.new_key()
+    c = cm.issue(k)
+    with open(os.path.join(a, "key3.pem"), "wb") as f:
+        f.write(cm.key_pem(k))
+    with open(os.path.join(a, "cert3.pem"), "wb") as f:
+        f.write(cm.cert_pem(c))
+    wait_serial(m.port(), c.serial_number, timeout=5)
+    assert scrape(m).value("moat_reloads_total", result="failure") == 0, m.stderr()
