@@ -800,6 +800,15 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer, sockle
     }
     if (open_now > c->gen->cfg->limits.max_connections) {
         STAT_INC(c->gen->lstats[c->lidx]->refused);
+        /* nginx and HAProxy say so too; once a minute per worker is enough
+         * to see it, and no flood can fill the log with it. */
+        uint64_t now = uv_now(&w->loop);
+        if (w->full_logged_ms == 0 || now - w->full_logged_ms >= 60000) {
+            w->full_logged_ms = now;
+            log_warn("max_connections (%llu) reached: refusing new connections (counted in "
+                     "moat_connections_refused_total)",
+                     (unsigned long long)c->gen->cfg->limits.max_connections);
+        }
         conn_close_handles(c);
         return;
     }

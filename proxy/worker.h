@@ -54,6 +54,7 @@ struct worker {
     struct conn *conns;                 /* every open client connection */
     struct redir *redirects;            /* open redirect connections */
     uint64_t nconns;
+    uint64_t full_logged_ms;            /* last "max_connections reached" line; 0: none */
 
     int stopping;
     int stop_requested;                 /* set by another thread */

@@ -243,6 +243,17 @@ def test_connections_active_and_refused(certs, backend, moat_factory, workers):
             pass
         eventually(m, lambda mt: _eq(mt.value("moat_connections_refused_total",
                                               listener="public", reason="max_connections"), 1))
+        # and said in the error log, once a minute at most (nginx and HAProxy log it)
+        for _ in range(3):
+            try:
+                with Client(m.port(), certs, timeout=3) as c:
+                    c.request("GET", "/")
+            except (OSError, EOFError, ssl.SSLError):
+                pass
+        eventually(m, lambda mt: _eq(mt.value("moat_connections_refused_total",
+                                              listener="public", reason="max_connections"), 4))
+        logged = m.stderr().count("[warn] max_connections (3) reached: refusing new connections")
+        assert 1 <= logged <= workers, m.stderr()
     finally:
         for c in clients:
             c.close()
