@@ -110,13 +110,30 @@ static void dir_of(const char *file, char *out)
     out[n] = '\0';
 }
 
+static void free_strings(char ***list, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free((*list)[i]);
+    free(*list);
+    *list = NULL;
+    *n = 0;
+}
+
+static int append_copy(char ***list, size_t *n, const char *s)
+{
+    char **grown = realloc(*list, (*n + 1) * sizeof(char *));
+    if (grown == NULL)
+        return -1;
+    *list = grown;
+    if ((grown[*n] = strdup(s)) == NULL)
+        return -1;
+    (*n)++;
+    return 0;
+}
+
 static void forget_names(struct watched_dir *d)
 {
-    for (size_t i = 0; i < d->nnames; i++)
-        free(d->names[i]);
-    free(d->names);
-    d->names = NULL;
-    d->nnames = 0;
+    free_strings(&d->names, &d->nnames);
 }
 
 static void on_dir_close(uv_handle_t *h)
@@ -131,14 +148,7 @@ static int add_name(struct watched_dir *d, const char *name)
     for (size_t i = 0; i < d->nnames; i++)
         if (strcmp(d->names[i], name) == 0)
             return 0;
-    char **names = realloc(d->names, (d->nnames + 1) * sizeof(char *));
-    if (names == NULL)
-        return -1;
-    d->names = names;
-    if ((d->names[d->nnames] = strdup(name)) == NULL)
-        return -1;
-    d->nnames++;
-    return 0;
+    return append_copy(&d->names, &d->nnames, name);
 }
 
 /*
@@ -301,41 +311,20 @@ struct watch *watch_new(uv_loop_t *loop, watch_cb on_change, void *arg)
     return w;
 }
 
-static void forget_files(struct watch *w)
-{
-    for (size_t i = 0; i < w->nfiles; i++)
-        free(w->files[i]);
-    free(w->files);
-    w->files = NULL;
-    w->nfiles = 0;
-}
-
-static int remember_file(struct watch *w, const char *path)
-{
-    char **files = realloc(w->files, (w->nfiles + 1) * sizeof(char *));
-    if (files == NULL)
-        return -1;
-    w->files = files;
-    if ((w->files[w->nfiles] = strdup(path)) == NULL)
-        return -1;
-    w->nfiles++;
-    return 0;
-}
-
 int watch_apply(struct watch *w, const struct cfg *cfg)
 {
     int rc = 0;
-    forget_files(w);
+    free_strings(&w->files, &w->nfiles);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *l = &cfg->listeners[i];
         if (!l->has_tls || !l->tls.watch)
             continue;
         for (size_t k = 0; k < l->tls.ncerts; k++) {
-            rc |= remember_file(w, l->tls.certs[k].cert);
-            rc |= remember_file(w, l->tls.certs[k].key);
+            rc |= append_copy(&w->files, &w->nfiles, l->tls.certs[k].cert);
+            rc |= append_copy(&w->files, &w->nfiles, l->tls.certs[k].key);
         }
         if (l->tls.has_client_auth)
-            rc |= remember_file(w, l->tls.client_auth.ca);
+            rc |= append_copy(&w->files, &w->nfiles, l->tls.client_auth.ca);
     }
     if (resync(w) < 0)
         rc = -1;
@@ -359,7 +348,7 @@ void watch_stop(struct watch **wp)
     if (w == NULL)
         return;
     *wp = NULL;
-    forget_files(w);
+    free_strings(&w->files, &w->nfiles);
     drop_unkept(w); /* nothing is kept: every directory closes */
     uv_close((uv_handle_t *)&w->quiet, on_timer_close);
     uv_close((uv_handle_t *)&w->recheck, on_timer_close);
