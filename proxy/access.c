@@ -118,12 +118,43 @@ static void combined_quoted(struct line *l, struct span s, size_t budget)
     put(l, "\"", 1);
 }
 
+/* nginx's $remote_user: the user name of Basic credentials, as the client
+ * sent it (moat checks no password); "-" for none. */
+static void remote_user(struct line *l, const struct http1_msg *r)
+{
+    for (unsigned i = 0; r != NULL && i < r->nheaders; i++) {
+        const struct http1_header *h = &r->headers[i];
+        if (h->kind != HTTP1_HDR_OTHER || !span_caseeq(h->name, "authorization"))
+            continue;
+        struct span v = span_trim(h->value);
+        if (v.len < 6 || !span_caseeq((struct span){v.p, 6}, "basic "))
+            break;
+        unsigned char cred[192];
+        long n = base64_decode(span_trim((struct span){v.p + 6, v.len - 6}), cred, sizeof(cred));
+        const unsigned char *colon = n > 0 ? memchr(cred, ':', (size_t)n) : NULL;
+        if (colon == NULL || colon == cred)
+            break;
+        /* Escaped as the quoted fields are, and spaces too: the field is
+         * not quoted, and a log parser splits it on spaces. */
+        for (const unsigned char *c = cred; c < colon; c++) {
+            if (*c == '"' || *c == '\\' || *c <= 0x20 || *c >= 0x7f)
+                printf_(l, "\\x%02X", *c);
+            else if (l->len + 1 < sizeof(l->buf))
+                l->buf[l->len++] = (char)*c;
+        }
+        return;
+    }
+    printf_(l, "-");
+}
+
 static void format_combined(struct line *l, const struct access_entry *e, const struct tm *tm)
 {
     const struct http1_msg *r = e->req;
     char when[64];
     strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", tm);
-    printf_(l, "%s - - [%s] ", e->remote, when);
+    printf_(l, "%s - ", e->remote);
+    remote_user(l, r);
+    printf_(l, " [%s] ", when);
     if (r != NULL) {
         char line[TARGET_BUDGET];
         int n = snprintf(line, sizeof(line), "%.*s %.*s %s", (int)r->method.len, r->method.p,

@@ -361,3 +361,39 @@ int uri_path_escapes_are_sound(struct span path)
     }
     return 1;
 }
+
+static int base64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+long base64_decode(struct span in, unsigned char *out, size_t cap)
+{
+    while (in.len > 0 && in.p[in.len - 1] == '=')
+        in.len--;
+    if (in.len % 4 == 1)
+        return -1;
+    size_t n = 0;
+    unsigned acc = 0, bits = 0;
+    for (size_t i = 0; i < in.len; i++) {
+        int v = base64_value(in.p[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == cap)
+                return -1;
+            out[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return (long)n;
+}

@@ -73,4 +73,8 @@ int uri_path_escapes_are_sound(struct span path);
 /* Appends s JSON-escaped (without quotes) to out[*pos..cap), truncating. */
 void json_escape_append(char *out, size_t cap, size_t *pos, const char *s, size_t len);
 
+/* Decodes base64 (RFC 4648, padded or not) into out[cap]: the length, or
+ * -1 when in is not base64 or does not fit. */
+long base64_decode(struct span in, unsigned char *out, size_t cap);
+
 #endif

@@ -281,6 +281,17 @@ def test_access_log_combined(certs, backend, moat_factory):
     pat = (r'^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
            r'"GET /c\?x=1 HTTP/1\.1" 200 %d "https://ref\.test/" "agent/2"$' % len(r.stdout))
     assert re.match(pat, line), line
+    # nginx's $remote_user: the Basic user name as sent (escaped), else "-"
+    for user, logged in (("bob", "bob"), ("b b\"", "b\\x20b\\x22")):
+        r = curl("-u", "%s:pw" % user, "https://localhost:%d/u" % m.port(),
+                 "--resolve", "localhost:%d:127.0.0.1" % m.port(), certs=certs)
+        assert r.returncode == 0, r.stderr
+        line = wait_for(lambda: [l for l in access_lines(m) if '"GET /u ' in l], 5, "a line")[-1]
+        assert line.startswith("127.0.0.1 - %s [" % logged), line
+    with Client(m.port(), certs) as c:
+        assert c.request("GET", "/bearer", headers=[("Authorization", "Bearer x")]).status == 200
+    line = wait_for(lambda: [l for l in access_lines(m) if "/bearer" in l], 5, "a line")[0]
+    assert line.startswith("127.0.0.1 - - ["), line
 
 
 @pytest.mark.parametrize("fmt", ["json", "combined"])

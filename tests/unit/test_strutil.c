@@ -404,8 +404,24 @@ static void test_path_escapes_are_sound(void)
     CHECK_INT(sound("/ok%20then%0"), 0);
 }
 
+static void test_base64(void)
+{
+    unsigned char out[16];
+    CHECK_INT(base64_decode(SPAN_LIT("Ym9iOnB3"), out, sizeof(out)), 6);
+    CHECK(memcmp(out, "bob:pw", 6) == 0);
+    CHECK_INT(base64_decode(SPAN_LIT("YQ=="), out, sizeof(out)), 1); /* padded */
+    CHECK_INT(base64_decode(SPAN_LIT("YQ"), out, sizeof(out)), 1);   /* or not */
+    CHECK(out[0] == 'a');
+    CHECK_INT(base64_decode(SPAN_LIT("YWJj"), out, sizeof(out)), 3);
+    CHECK_INT(base64_decode(SPAN_LIT(""), out, sizeof(out)), 0);
+    CHECK_INT(base64_decode(SPAN_LIT("Y"), out, sizeof(out)), -1);   /* no whole byte */
+    CHECK_INT(base64_decode(SPAN_LIT("Ym9i Onw="), out, sizeof(out)), -1);
+    CHECK_INT(base64_decode(SPAN_LIT("YWJjZGVmZ2hpamtsbW5vcHE="), out, sizeof(out)), -1); /* 17 */
+}
+
 int main(void)
 {
+    test_base64();
     test_duration();
     test_size();
     test_u64();
