@@ -26,6 +26,7 @@ struct watched_dir {
     struct watched_dir *next;
     int keep;
     int armed;          /* the inotify watch is on the directory now at path */
+    int lost;           /* the directory itself was removed: the kernel dropped the watch */
     dev_t dev;          /* which directory that is */
     ino_t ino;
     char **names;       /* the watched files in it (their last path component) */
@@ -86,6 +87,12 @@ static void on_dir_event(uv_fs_event_t *h, const char *file, int events, int sta
         log_warn("watching %s: %s", d->path, uv_strerror(status));
         return;
     }
+    /* An event on the directory itself (libuv names it by its last
+     * component): removed or moved away, it takes the watch with it, even
+     * if a new directory gets its inode number back. */
+    const char *slash = strrchr(d->path, '/');
+    if (file != NULL && strcmp(file, slash ? slash + 1 : d->path) == 0)
+        d->lost = 1;
     /* Other files may change all the time (an access log written next to
      * the certificate): they must neither reload nor delay a reload. */
     if (!concerns_watched_file(d, file))
@@ -162,8 +169,9 @@ static int arm(struct watched_dir *d)
 {
     struct stat st;
     int exists = stat(d->path, &st) == 0;
-    if (d->armed && exists && st.st_dev == d->dev && st.st_ino == d->ino)
+    if (d->armed && !d->lost && exists && st.st_dev == d->dev && st.st_ino == d->ino)
         return 0;
+    d->lost = 0;
     int was_armed = d->armed;
     if (d->armed) {
         uv_fs_event_stop(&d->handle);
