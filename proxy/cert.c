@@ -434,25 +434,30 @@ int cert_name_matches(const char *name, struct span host)
     return host.len == n && memcmp(host.p, name, n) == 0;
 }
 
-int cert_name_held_earlier(const struct cert_pair *certs, size_t k, const char *name)
-{
-    for (size_t j = 0; j < k; j++)
-        for (size_t m = 0; m < certs[j].nnames; m++)
-            if (strcmp(certs[j].names[m], name) == 0)
-                return 1;
-    return 0;
-}
-
-int cert_name_served_earlier(const struct cert_pair *certs, size_t k, const char *name)
+/* 1 if one of certs[0..k) that any_key or the kind of certs[k]'s key
+ * admits holds name. */
+static int name_in_earlier(const struct cert_pair *certs, size_t k, const char *name,
+                           int any_key)
 {
     for (size_t j = 0; j < k; j++) {
-        if (certs[j].key_type != certs[k].key_type && certs[j].key_type != CERT_KEY_OTHER)
+        if (!any_key && certs[j].key_type != certs[k].key_type &&
+            certs[j].key_type != CERT_KEY_OTHER)
             continue;
         for (size_t m = 0; m < certs[j].nnames; m++)
             if (strcmp(certs[j].names[m], name) == 0)
                 return 1;
     }
     return 0;
+}
+
+int cert_name_held_earlier(const struct cert_pair *certs, size_t k, const char *name)
+{
+    return name_in_earlier(certs, k, name, 1);
+}
+
+int cert_name_served_earlier(const struct cert_pair *certs, size_t k, const char *name)
+{
+    return name_in_earlier(certs, k, name, 0);
 }
 
 const char *cert_key_name(enum cert_key key)

@@ -891,7 +891,7 @@ enum tls_sniff tls_sniff(uint8_t *p, size_t *n, struct tls_hello *hello)
         return found;
     if (h.count == 1 || h.payload > 16384) {
         enum tls_sniff verdict = judge_hello(p, 5 + be16(p + 3), hello);
-        if (verdict == TLS_SNIFF_TLS && h.count == 1 && offers_tls13(p, h.bytes))
+        if (verdict == TLS_SNIFF_TLS && h.count == 1 && hello->tls13)
             drop_early_ccs(p, n, h.bytes);
         return verdict;
     }
@@ -903,7 +903,7 @@ enum tls_sniff tls_sniff(uint8_t *p, size_t *n, struct tls_hello *hello)
     enum tls_sniff verdict = judge_hello(whole, 5 + h.payload, hello);
     if (verdict == TLS_SNIFF_TLS) {
         size_t end = reframe_hello(p, n, &h, whole);
-        if (offers_tls13(whole, 5 + h.payload))
+        if (hello->tls13)
             drop_early_ccs(p, n, end);
     }
     free(whole);
