@@ -124,7 +124,9 @@ void log_buf_flush(struct log_buf *buf)
     int fd = atomic_load(&access_fd);
     if (fd >= 0) {
         /* Pipes guarantee atomic writes only up to PIPE_BUF: cut at line
-         * ends so that lines from different workers never interleave. */
+         * ends so that lines from different workers never interleave.  A
+         * line longer than that goes out in one write of its own, which a
+         * file opened for appending still takes whole. */
         size_t off = 0;
         while (off < buf->len) {
             size_t chunk = buf->len - off;
@@ -132,8 +134,10 @@ void log_buf_flush(struct log_buf *buf)
                 chunk = 4096;
                 while (chunk > 0 && buf->data[off + chunk - 1] != '\n')
                     chunk--;
-                if (chunk == 0)
-                    chunk = 4096;
+                if (chunk == 0) {
+                    const char *nl = memchr(buf->data + off, '\n', buf->len - off);
+                    chunk = nl ? (size_t)(nl - (buf->data + off)) + 1 : buf->len - off;
+                }
             }
             write_all(fd, buf->data + off, chunk);
             off += chunk;
