@@ -827,6 +827,34 @@ static int retry_stale(struct exchange *x)
     return 1;
 }
 
+/* The server failed this request before answering.  As with nginx's
+ * defaults (max_fails=1, fail_timeout=10s) it is skipped for a while, so
+ * that a server which accepts and then hangs or resets does not fail a
+ * share of all requests; a request that can be replayed safely moves on to
+ * a server not tried yet.  A timeout is not replayed: the client has
+ * already waited response_timeout once. */
+static void server_failed(struct exchange *x, int status, enum upstream_error kind,
+                          const char *why)
+{
+    upstream_mark_failed(x->pool, x->up->server);
+    if (kind == UPSTREAM_ERROR_TIMEOUT || !x->replayable ||
+        !(x->req.flags & HTTP1_F_IDEMPOTENT) || x->resp_started || x->rhead != NULL ||
+        x->attempts >= MAX_ATTEMPTS) {
+        fail_upstream(x, status, kind, why);
+        return;
+    }
+    log_warn("upstream %s: %s: %s; trying the next server", x->pool->cfg->name,
+             x->pool->cfg->servers[x->up->server].name, why);
+    count_upstream_error(x, kind);
+    detach_upstream(x, 0);
+    if (attach_upstream(x, upstream_acquire(x->pool, &x->tried, &upstream_ops, x), NULL) != 0) {
+        x->upstream_error = why;
+        respond_error(x, status, why);
+        return;
+    }
+    push_request(x);
+}
+
 static void on_upstream_eof(struct exchange *x, int err)
 {
     struct conn *c = x->c;
@@ -837,7 +865,7 @@ static void on_upstream_eof(struct exchange *x, int err)
     if (!x->resp.in_body || x->rhead != NULL) {
         if (retry_stale(x))
             return;
-        fail_upstream(x, 502, UPSTREAM_ERROR_RESET,
+        server_failed(x, 502, UPSTREAM_ERROR_RESET,
                       err == UV_EOF ? "upstream closed before responding"
                                     : "upstream reset before responding");
         return;
@@ -930,7 +958,7 @@ static void on_upstream_written(void *owner, struct upconn *up, int status)
             arm_response_timer(x);
             return;
         }
-        fail_upstream(x, 502, UPSTREAM_ERROR_RESET, "upstream write failed");
+        server_failed(x, 502, UPSTREAM_ERROR_RESET, "upstream write failed");
         return;
     }
     if (up->out.bytes > 0)
@@ -959,7 +987,7 @@ static void on_upstream_timeout(void *owner, struct upconn *up)
         conn_abort(x->c);
         return;
     }
-    fail_upstream(x, 504, UPSTREAM_ERROR_TIMEOUT, "upstream response timed out");
+    server_failed(x, 504, UPSTREAM_ERROR_TIMEOUT, "upstream response timed out");
 }
 
 static const struct upconn_owner_ops upstream_ops = {

@@ -192,12 +192,14 @@ void upstream_mark_failed(struct upstream_pool *p, size_t server)
         p->down_until[server] = uv_now(&p->w->loop) + UPSTREAM_FAIL_TIMEOUT_MS;
 }
 
+/* A server that failed lately is skipped until down_until, unless now is
+ * 0: then only the health checks count. */
 static int usable(const struct upstream_pool *p, size_t s, uint64_t now)
 {
     if (p->health != NULL && p->health[s] != NULL &&
         !__atomic_load_n(&p->health[s]->up, __ATOMIC_RELAXED))
         return 0;
-    return p->down_until[s] <= now;
+    return now == 0 || p->down_until[s] <= now;
 }
 
 void upstream_pool_close(struct upstream_pool *p)
@@ -249,11 +251,9 @@ struct upconn *upstream_connect(struct upstream_pool *p, size_t server,
     return up;
 }
 
-/* The server to use next, or -1 when none is left to try. */
-static long pick_server(struct upstream_pool *p, const uint64_t *tried)
+static long pick_server_at(struct upstream_pool *p, const uint64_t *tried, uint64_t now)
 {
     size_t n = p->cfg->nservers;
-    uint64_t now = uv_now(&p->w->loop);
     long best = -1;
     for (size_t i = 0; i < n; i++) {
         size_t s = (p->next + i) % n;
@@ -265,6 +265,15 @@ static long pick_server(struct upstream_pool *p, const uint64_t *tried)
             best = (long)s;
     }
     return best;
+}
+
+/* The server to use next, or -1 when none is left to try.  When every
+ * server left is skipped for a recent failure, they are tried all the same:
+ * one bad moment each must not refuse the whole upstream for 10 s. */
+static long pick_server(struct upstream_pool *p, const uint64_t *tried)
+{
+    long s = pick_server_at(p, tried, uv_now(&p->w->loop));
+    return s >= 0 ? s : pick_server_at(p, tried, 0);
 }
 
 /* 1 if an idle connection has bytes or an EOF waiting that its watcher has

@@ -1,13 +1,14 @@
 """Upstream health: active checks (a failing server taken out and put back,
 what counts as up, once per process not per worker, every server down ->
-502 at once), passive skipping of a refusing server, least_conn."""
+502 at once), passive skipping of a refusing server or one that fails
+requests, least_conn."""
 import socket
 import threading
 import time
 
 import pytest
 
-from moatlib import T, Backend, Client, Resp, basic_yaml, free_port, wait_for
+from moatlib import T, Backend, Client, Hang, Reset, Resp, basic_yaml, free_port, wait_for
 
 HC = "health_check:\n  path: /healthz\n  interval: 250ms\n  timeout: 200ms\n"
 
@@ -205,6 +206,62 @@ def test_passive_skip_of_a_refusing_server_for_10s(certs, backend_factory, moat_
     time.sleep(max(0.0, 10.5 - (time.monotonic() - t_refused)))
     got = spread(m, certs, 6)
     assert got.count("A") >= 2, got
+
+
+def test_a_server_that_resets_requests_is_skipped_for_10s(certs, backend_factory, moat_factory):
+    """As nginx's default max_fails=1 fail_timeout=10s: a server that accepts
+    and then resets fails one request, not one in three.  The POST is not
+    sent again; a GET moves on to the next server."""
+    from opslib import ADMIN, scrape
+    bad = backend_factory(lambda req: Reset())
+    b, c = Server(backend_factory, "B"), Server(backend_factory, "C")
+    m = moat_factory(basic_yaml(certs, [bad.addr, b.addr, c.addr], workers=1, extra=ADMIN))
+    with Client(m.port(), certs) as cl:
+        assert cl.request("POST", "/first", body=b"data").status == 502
+    assert len(bad.requests) == 1
+    got = spread(m, certs, 12)
+    assert sorted(set(got)) == ["B", "C"], got
+    assert len(bad.requests) == 1
+    assert scrape(m).value("moat_upstream_errors_total", upstream="app", kind="reset") == 1
+
+
+def test_a_get_that_meets_a_reset_is_answered_by_the_next_server(certs, backend_factory,
+                                                                   moat_factory):
+    bad = backend_factory(lambda req: Reset())
+    b = Server(backend_factory, "B")
+    m = moat_factory(basic_yaml(certs, [bad.addr, b.addr], workers=1))
+    assert spread(m, certs, 4) == ["B"] * 4
+    assert [r.target for r in bad.requests] == ["/r0"]
+    assert [r.target for r in b.served()] == ["/r0", "/r1", "/r2", "/r3"]
+    assert "trying the next server" in m.stderr()
+
+
+def test_a_server_that_does_not_answer_is_skipped_after_its_504(certs, backend_factory,
+                                                                moat_factory):
+    bad = backend_factory(lambda req: Hang())
+    b = Server(backend_factory, "B")
+    m = moat_factory(basic_yaml(certs, [bad.addr, b.addr], workers=1,
+                                upstream_extra="response_timeout: 500ms"))
+    got = spread(m, certs, 6)
+    # the client waited response_timeout once: that is not doubled by a retry
+    assert got == [504] + ["B"] * 5, got
+    assert len(bad.requests) == 1
+
+
+def test_every_server_failing_lately_is_still_tried(certs, backend_factory, moat_factory):
+    """Passive marks alone never refuse the whole upstream: a server that
+    recovers within the 10 s is used at once."""
+    broken = {"A": True, "B": True}
+
+    def server(name):
+        return lambda req: Reset() if broken[name] else Resp(200, name.encode())
+
+    a, b = backend_factory(server("A")), backend_factory(server("B"))
+    m = moat_factory(basic_yaml(certs, [a.addr, b.addr], workers=1))
+    assert spread(m, certs, 1) == [502]
+    assert len(a.requests) == 1 and len(b.requests) == 1
+    broken["B"] = False
+    assert spread(m, certs, 2) == ["B", "B"]
 
 
 def test_least_conn_avoids_the_busy_server(certs, two, moat_factory):
