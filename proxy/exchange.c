@@ -810,13 +810,20 @@ static void tunnel_to_client(struct exchange *x, const char *p, size_t n)
     }
 }
 
+/* 1 if the request may be sent again: idempotent, all of it held in
+ * x->uhead, and nothing of an answer seen yet. */
+static int can_replay(const struct exchange *x)
+{
+    return x->replayable && (x->req.flags & HTTP1_F_IDEMPOTENT) && !x->resp_started &&
+           x->rhead == NULL && x->attempts < MAX_ATTEMPTS;
+}
+
 /* A pooled connection the upstream had closed: try once more on a fresh
  * one when the request can be replayed safely. */
 static int retry_stale(struct exchange *x)
 {
     struct upconn *up = x->up;
-    if (up == NULL || !up->reused || !x->replayable || !(x->req.flags & HTTP1_F_IDEMPOTENT) ||
-        x->resp_started || x->rhead != NULL || x->attempts >= MAX_ATTEMPTS)
+    if (up == NULL || !up->reused || !can_replay(x))
         return 0;
     size_t server = up->server;
     detach_upstream(x, 0);
@@ -837,9 +844,7 @@ static void server_failed(struct exchange *x, int status, enum upstream_error ki
                           const char *why)
 {
     upstream_mark_failed(x->pool, x->up->server);
-    if (kind == UPSTREAM_ERROR_TIMEOUT || !x->replayable ||
-        !(x->req.flags & HTTP1_F_IDEMPOTENT) || x->resp_started || x->rhead != NULL ||
-        x->attempts >= MAX_ATTEMPTS) {
+    if (kind == UPSTREAM_ERROR_TIMEOUT || !can_replay(x)) {
         fail_upstream(x, status, kind, why);
         return;
     }
