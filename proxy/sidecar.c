@@ -67,7 +67,7 @@ static const char *quoted(const char *v, char *out, size_t len)
 static const char *const names[] = {
     "MOAT_UPSTREAM", "MOAT_LISTEN", "MOAT_CERT", "MOAT_KEY", "MOAT_REDIRECT",
     "MOAT_TICKET_KEY_FILE", "MOAT_WORKERS", "MOAT_WATCH", "MOAT_ACCESS_LOG",
-    "MOAT_CLIENT_CA", "MOAT_CLIENT_AUTH",
+    "MOAT_CLIENT_CA", "MOAT_CLIENT_AUTH", "MOAT_LOG_LEVEL", "MOAT_LOG_FORMAT",
 };
 
 /* An empty variable is a mistake (MOAT_CLIENT_CA=$UNSET turned mutual TLS
@@ -135,7 +135,7 @@ static void explain(char *err, size_t errlen)
 int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *err, size_t errlen)
 {
     const char *o_up, *o_listen, *o_cert, *o_key, *o_admin, *o_redirect, *o_tk, *o_workers,
-        *o_watch, *o_log, *o_ca, *o_auth;
+        *o_watch, *o_log, *o_ca, *o_auth, *o_level, *o_format;
     const char *upstream = pick(f->upstream, "MOAT_UPSTREAM", NULL, &o_up, "--upstream",
                                 "MOAT_UPSTREAM");
     if (upstream == NULL)
@@ -161,6 +161,8 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
                              "MOAT_WATCH");
     const char *access = pick(NULL, "MOAT_ACCESS_LOG", "stdout", &o_log, NULL, "MOAT_ACCESS_LOG");
     const char *client_ca = pick(NULL, "MOAT_CLIENT_CA", NULL, &o_ca, NULL, "MOAT_CLIENT_CA");
+    const char *level = pick(NULL, "MOAT_LOG_LEVEL", "info", &o_level, NULL, "MOAT_LOG_LEVEL");
+    const char *format = pick(NULL, "MOAT_LOG_FORMAT", "json", &o_format, NULL, "MOAT_LOG_FORMAT");
     const char *auth_env = getenv("MOAT_CLIENT_AUTH");
     const char *client_auth = pick(NULL, "MOAT_CLIENT_AUTH", "required", &o_auth, NULL,
                                    "MOAT_CLIENT_AUTH");
@@ -227,6 +229,8 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
         line(&w, o_log, "  access: null");
     else
         line(&w, o_log, "  access: %s", quoted(access, q[0], sizeof(q[0])));
+    line(&w, o_format, "  format: %s", quoted(format, q[0], sizeof(q[0])));
+    line(&w, o_level, "  level: %s", quoted(level, q[0], sizeof(q[0])));
     if (w.overflow) {
         snprintf(err, errlen, "sidecar settings too long");
         return -1;

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from moatlib import (T, Client, Hang, Moat, Resp, basic_yaml, client_context, curl,
+from moatlib import (MOAT_BIN, T, Client, Hang, Moat, Resp, basic_yaml, client_context, curl,
                      wait_for)
 
 
@@ -294,6 +294,26 @@ def test_access_log_combined(certs, backend, moat_factory):
         assert c.request("GET", "/bearer", headers=[("Authorization", "Bearer x")]).status == 200
     line = wait_for(lambda: [l for l in access_lines(m) if "/bearer" in l], 5, "a line")[0]
     assert line.startswith("127.0.0.1 - - ["), line
+
+
+def test_sidecar_log_variables(certs, backend, moat_factory):
+    # The sidecar mode used to have no way to the log level or format short
+    # of writing a YAML file.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOAT_")}
+    env.update(MOAT_UPSTREAM=backend.addr, MOAT_LISTEN="127.0.0.1:0", MOAT_ADMIN="off",
+               MOAT_CERT=certs.site_cert, MOAT_KEY=certs.site_key,
+               MOAT_LOG_FORMAT="combined", MOAT_LOG_LEVEL="debug")
+    m = moat_factory(None, args=[], env=env)
+    with Client(m.port("https"), certs) as c:
+        assert c.request("GET", "/side").status == 200
+    line = wait_for(lambda: access_lines(m), 5, "a log line")[0]
+    assert re.match(r'^127\.0\.0\.1 - - \[[^]]+\] "GET /side HTTP/1\.1" 200 \d+ "-" "-"$', line), line
+    assert "[debug]" in m.stderr(), m.stderr()
+    for name, value, message in (("MOAT_LOG_LEVEL", "loud", '"loud" is not one of "error"'),
+                                 ("MOAT_LOG_FORMAT", "clf", '"clf" is not one of "json"')):
+        r = subprocess.run([MOAT_BIN, "-t"], env=dict(env, **{name: value}), capture_output=True,
+                           text=True, timeout=T(30))
+        assert r.returncode == 1 and ("%s: " % name) in r.stderr and message in r.stderr, r
 
 
 @pytest.mark.parametrize("fmt", ["json", "combined"])
