@@ -206,6 +206,11 @@ enum http1_hdr http1_classify(struct span name)
         KNOWN("x-forwarded-host", HTTP1_HDR_X_FORWARDED_HOST),
         KNOWN("x-forwarded-port", HTTP1_HDR_X_FORWARDED_PORT),
         KNOWN("forwarded", HTTP1_HDR_FORWARDED),
+        /* Apps read these before X-Forwarded-For (chi's RealIP, gin): from
+         * anyone, they would let a client choose its address. */
+        KNOWN("x-real-ip", HTTP1_HDR_CLIENT_IP),
+        KNOWN("true-client-ip", HTTP1_HDR_CLIENT_IP),
+        KNOWN("x-client-ip", HTTP1_HDR_CLIENT_IP),
         KNOWN("strict-transport-security", HTTP1_HDR_STRICT_TRANSPORT_SECURITY),
         KNOWN("user-agent", HTTP1_HDR_USER_AGENT),
         KNOWN("referer", HTTP1_HDR_REFERER),

@@ -66,6 +66,7 @@ enum http1_hdr {
     HTTP1_HDR_X_FORWARDED_PORT,
     HTTP1_HDR_FORWARDED,
     HTTP1_HDR_X_FORWARDED_OTHER, /* any other X-Forwarded-*: kept from trusted proxies only */
+    HTTP1_HDR_CLIENT_IP,         /* X-Real-IP and its kin: the same */
     HTTP1_HDR_STRICT_TRANSPORT_SECURITY,
     HTTP1_HDR_USER_AGENT,
     HTTP1_HDR_REFERER,

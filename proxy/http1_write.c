@@ -71,7 +71,8 @@ static int is_forwarding_header(enum http1_hdr k)
 {
     return k == HTTP1_HDR_X_FORWARDED_FOR || k == HTTP1_HDR_X_FORWARDED_PROTO ||
            k == HTTP1_HDR_X_FORWARDED_HOST || k == HTTP1_HDR_X_FORWARDED_PORT ||
-           k == HTTP1_HDR_FORWARDED || k == HTTP1_HDR_X_FORWARDED_OTHER;
+           k == HTTP1_HDR_FORWARDED || k == HTTP1_HDR_X_FORWARDED_OTHER ||
+           k == HTTP1_HDR_CLIENT_IP;
 }
 
 static int has_header(const struct http1_msg *m, enum http1_hdr kind)

@@ -366,7 +366,7 @@ def end_to_end(headers):
 # what a proxy that follows moat's README must forward for a request
 
 FORWARDING = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-              b"x-forwarded-port", b"forwarded"}
+              b"x-forwarded-port", b"forwarded", b"x-real-ip", b"true-client-ip", b"x-client-ip"}
 
 
 class Expected:

@@ -58,6 +58,8 @@ def test_spoofed_forwarding_headers_removed(proxy, certs):
             ("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "http"),
             ("X-Forwarded-Host", "evil.test"), ("X-Forwarded-Port", "1"),
             ("Forwarded", "for=6.6.6.6;proto=http"), ("X-Forwarded-For", "7.7.7.7"),
+            # read before X-Forwarded-For by chi's RealIP and others
+            ("X-Real-IP", "6.6.6.6"), ("True-Client-IP", "6.6.6.6"), ("X-Client-IP", "6.6.6.6"),
             ("X-Keep-Me", "yes")])
     assert r.status == 200
     req = b.requests[0]
@@ -74,10 +76,12 @@ def test_trusted_proxy_forwarding_headers_kept(certs, backend, moat_factory):
     m = moat_factory(basic_yaml(certs, [backend.addr],
                                 extra="forwarding:\n  trusted_proxies: [\"127.0.0.0/8\"]\n"))
     with Client(m.port(), certs) as c:
-        r = c.request("GET", "/", headers=[("X-Forwarded-For", "6.6.6.6")])
+        r = c.request("GET", "/", headers=[("X-Forwarded-For", "6.6.6.6"),
+                                           ("X-Real-IP", "6.6.6.6")])
     assert r.status == 200
     xff = ", ".join(backend.requests[0].all("X-Forwarded-For"))
     assert "6.6.6.6" in xff, backend.requests[0].raw_head
+    assert backend.requests[0].all("X-Real-IP") == ["6.6.6.6"]
 
 
 def test_hop_by_hop_request_headers_removed(proxy, certs):

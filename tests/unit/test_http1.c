@@ -808,12 +808,17 @@ static void test_write_request(void)
                                     "X-Forwarded-For: 2.2.2.2\r\n"
                                     "x-forwarded-server: lb1\r\n"
                                     "X-Forwarded-: not one of them\r\n"
+                                    "X-Real-IP: 3.3.3.3\r\n"
+                                    "True-Client-IP: 3.3.3.3\r\n"
+                                    "X-Client-IP: 3.3.3.3\r\n"
+                                    "X-Real-IPs: not one of them\r\n"
                                     "\r\n";
     fwd = (struct http1_fwd){.client_ip = SPAN_LIT("2001:db8::1"), .listener_port = 443,
                              .keep_alive = 1};
     CHECK_STR(write_request(request_b, &fwd), "PUT /v1/obj HTTP/1.1\r\n"
                                               "Host: api.example.com:8080\r\n"
                                               "X-Forwarded-: not one of them\r\n"
+                                              "X-Real-IPs: not one of them\r\n"
                                               "X-Forwarded-For: 2001:db8::1\r\n"
                                               "X-Forwarded-Proto: https\r\n"
                                               "X-Forwarded-Host: api.example.com:8080\r\n"
@@ -827,6 +832,10 @@ static void test_write_request(void)
                                               "X-Forwarded-Port: 443\r\n"
                                               "x-forwarded-server: lb1\r\n"
                                               "X-Forwarded-: not one of them\r\n"
+                                              "X-Real-IP: 3.3.3.3\r\n"
+                                              "True-Client-IP: 3.3.3.3\r\n"
+                                              "X-Client-IP: 3.3.3.3\r\n"
+                                              "X-Real-IPs: not one of them\r\n"
                                               "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 2001:db8::1\r\n"
                                               "X-Forwarded-Proto: https\r\n"
                                               "Transfer-Encoding: chunked\r\n"
