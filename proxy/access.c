@@ -63,6 +63,20 @@ static void json_str(struct line *l, const char *key, const char *s, size_t n, s
     put(l, "\"", 1);
 }
 
+/* names joined by ", ", as nginx's $upstream_addr lists the servers tried. */
+static void json_str_list(struct line *l, const char *key, const char *const *names, unsigned n)
+{
+    printf_(l, ",\"%s\":\"", key);
+    for (unsigned i = 0; i < n; i++) {
+        if (i > 0)
+            put(l, ", ", 2);
+        size_t cap = l->len + NAME_BUDGET + 1 < sizeof(l->buf) - 2 ? l->len + NAME_BUDGET + 1
+                                                                     : sizeof(l->buf) - 2;
+        json_escape_append(l->buf, cap, &l->len, names[i], strlen(names[i]));
+    }
+    put(l, "\"", 1);
+}
+
 static struct span header_value(const struct http1_msg *req, enum http1_hdr kind)
 {
     if (req != NULL)
@@ -89,8 +103,8 @@ static void format_json(struct line *l, const struct access_entry *e, const char
     if (e->route != NULL)
         json_str(l, "upstream_name", e->route->upstream_name, strlen(e->route->upstream_name),
                  NAME_BUDGET);
-    if (e->upstream != NULL)
-        json_str(l, "upstream", e->upstream, strlen(e->upstream), NAME_BUDGET);
+    if (e->nupstreams > 0)
+        json_str_list(l, "upstream", e->upstreams, e->nupstreams);
     if (e->tls != NULL)
         json_str(l, "tls", e->tls, strlen(e->tls), NAME_BUDGET);
     struct span ua = header_value(r, HTTP1_HDR_USER_AGENT);

@@ -21,7 +21,8 @@ struct access_entry {
     int status;
     uint64_t bytes;                /* response body bytes sent */
     uint64_t duration_ns;
-    const char *upstream;          /* server as configured, or NULL */
+    const char *const *upstreams;  /* servers tried, in order, as configured */
+    unsigned nupstreams;
     const struct cfg_route *route;
 };
 

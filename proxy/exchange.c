@@ -70,6 +70,8 @@ struct exchange {
     struct upconn *up;
     uint64_t tried;
     unsigned attempts;
+    unsigned nattempted;
+    uint32_t attempted[MAX_ATTEMPTS]; /* servers tried, in order, for the logs */
     unsigned interim;               /* 1xx heads from the upstream so far */
     struct buf_chunk *uhead;        /* serialised request head, for retries */
     struct buf_chunk *rhead;        /* response head being assembled */
@@ -172,6 +174,9 @@ static void log_access(struct exchange *x)
     struct route_stats *rs = x->route ? x->g->rstats[x->route - x->g->cfg->routes] : x->g->noroute;
     metrics_request(&x->w->metrics, rs, x->status, duration_ns / 1000);
     const struct conn *c = x->c;
+    const char *servers[MAX_ATTEMPTS];
+    for (unsigned i = 0; i < x->nattempted; i++)
+        servers[i] = x->pool->cfg->servers[x->attempted[i]].name;
     struct access_entry e = {
         .remote = c->peer_ip,
         .listener = x->g->cfg->listeners[c->lidx].name,
@@ -180,7 +185,8 @@ static void log_access(struct exchange *x)
         .status = x->status,
         .bytes = x->resp_bytes,
         .duration_ns = duration_ns,
-        .upstream = x->up ? x->pool->cfg->servers[x->up->server].name : NULL,
+        .upstreams = servers,
+        .nupstreams = x->nattempted,
         .route = x->route,
     };
     if (log_access_enabled())
@@ -226,6 +232,21 @@ static int flush_client(struct exchange *x)
 }
 
 /* Answers status itself; the exchange ends. */
+/* moat's own 5xx answers are the operator's business: at warn, naming the
+ * server that failed last (the replay lines name the earlier ones). */
+static void log_answer(const struct exchange *x, int status, const char *why)
+{
+    const struct conn *c = x->c;
+    int ulen = (int)x->req.uri.len;
+    if (status < 500)
+        log_debug("%s: %d %s", c->peer_ip, status, why);
+    else if (x->nattempted == 0)
+        log_warn("%s %.*s: %d %s", c->peer_ip, ulen, x->req.uri.p, status, why);
+    else
+        log_warn("%s %.*s: %d %s (upstream %s: %s)", c->peer_ip, ulen, x->req.uri.p, status, why,
+                 x->pool->cfg->name, x->pool->cfg->servers[x->attempted[x->nattempted - 1]].name);
+}
+
 static void respond_error(struct exchange *x, int status, const char *why)
 {
     struct conn *c = x->c;
@@ -250,10 +271,7 @@ static void respond_error(struct exchange *x, int status, const char *why)
                    (!(x->req.flags & HTTP1_F_CONTENT_LENGTH) || x->req.content_length == 0);
     int keep = (x->req_done || bodyless) && (x->req.flags & HTTP1_F_KEEP_ALIVE) &&
                (status == 404 || status == 502 || status == 504);
-    if (status >= 500)
-        log_warn("%s %.*s: %d %s", c->peer_ip, (int)x->req.uri.len, x->req.uri.p, status, why);
-    else
-        log_debug("%s: %d %s", c->peer_ip, status, why);
+    log_answer(x, status, why);
     x->status = status;
     x->close_after = !keep;
     /* RFC 9110 wants the methods a 405 allows; moat forwards all but CONNECT.
@@ -373,6 +391,10 @@ static int attach_upstream(struct exchange *x, struct upconn *up, struct outq *c
     x->up = up;
     x->up_reading = 0;
     x->attempts++;
+    /* A stale pooled connection retried on the same server is one try. */
+    if (x->nattempted < MAX_ATTEMPTS &&
+        (x->nattempted == 0 || x->attempted[x->nattempted - 1] != up->server))
+        x->attempted[x->nattempted++] = (uint32_t)up->server;
     if (carry != NULL)
         outq_move(&up->out, carry);
     else if (outq_append(&up->out, x->uhead->data, x->uhead->len) != 0)

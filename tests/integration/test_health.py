@@ -2,6 +2,7 @@
 what counts as up, once per process not per worker, every server down ->
 502 at once), passive skipping of a refusing server or one that fails
 requests, least_conn."""
+import json
 import socket
 import threading
 import time
@@ -51,6 +52,13 @@ def spread(m, certs, n=10, path="/r"):
             r = c.request("GET", "%s%d" % (path, i))
             out.append(r.body.decode() if r.status == 200 else r.status)
     return out
+
+
+def logged_upstreams(m, n):
+    """The access log's "upstream" of the first n requests, once n are logged."""
+    out = m.stdout()
+    lines = [json.loads(l) for l in out[:out.rfind("\n") + 1].splitlines() if l.strip()]
+    return [e.get("upstream") for e in lines[:n]] if len(lines) >= n else None
 
 
 @pytest.fixture
@@ -234,6 +242,9 @@ def test_a_get_that_meets_a_reset_is_answered_by_the_next_server(certs, backend_
     assert [r.target for r in bad.requests] == ["/r0"]
     assert [r.target for r in b.served()] == ["/r0", "/r1", "/r2", "/r3"]
     assert "trying the next server" in m.stderr()
+    # as nginx's $upstream_addr: every server the request went to
+    logged = wait_for(lambda: logged_upstreams(m, 4), 5, "4 access-log lines")
+    assert logged == ["%s, %s" % (bad.addr, b.addr)] + [b.addr] * 3, logged
 
 
 def test_a_server_that_does_not_answer_is_skipped_after_its_504(certs, backend_factory,
@@ -246,6 +257,9 @@ def test_a_server_that_does_not_answer_is_skipped_after_its_504(certs, backend_f
     # the client waited response_timeout once: that is not doubled by a retry
     assert got == [504] + ["B"] * 5, got
     assert len(bad.requests) == 1
+    # the failing server is named where the operator looks for it
+    assert logged_upstreams(m, 6)[0] == bad.addr
+    assert "/r0: 504 upstream response timed out (upstream app: %s)" % bad.addr in m.stderr()
 
 
 def test_every_server_failing_lately_is_still_tried(certs, backend_factory, moat_factory):
