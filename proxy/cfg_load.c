@@ -163,6 +163,20 @@ static int is_null(const yaml_node_t *n)
            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
+/* YAML 1.1's booleans, which PyYAML and most tools still read as such. */
+static int is_yaml_boolean(const yaml_node_t *n)
+{
+    static const char *const words[] = {"true", "True", "TRUE", "false", "False", "FALSE",
+                                        "yes",  "Yes",  "YES",  "no",    "No",    "NO",
+                                        "on",   "On",   "ON",   "off",   "Off",   "OFF"};
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcmp((const char *)n->data.scalar.value, words[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static const char *type_name(enum cfg_type t)
 {
     switch (t) {
@@ -510,6 +524,14 @@ static unsigned load_field(struct cfg_loader *ld, const struct cfg_field *f,
     default:
         if (val->type != YAML_SCALAR_NODE) {
             cfg_error(ld, pos, "\"%s\": expected %s", f->key, type_name(f->type));
+            return 1;
+        }
+        if ((f->type == CFG_T_STRING || f->type == CFG_T_PATH) && is_yaml_boolean(val)) {
+            /* hsts: false sent "Strict-Transport-Security: false", and
+             * access: off wrote to a file named "off". */
+            cfg_error(ld, pos, "\"%s\": expected %s, got the YAML boolean %s (quote it to mean "
+                      "the word%s)", f->key, type_name(f->type), (const char *)val->data.scalar.value,
+                      (f->flags & CFG_F_NULLABLE) ? "; null for none" : "");
             return 1;
         }
         convert_scalar(ld, f, (const char *)val->data.scalar.value, pos, dst);

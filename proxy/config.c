@@ -299,6 +299,28 @@ static int valid_header_text(const char *s)
     return 1;
 }
 
+/* RFC 6797 6.1: a Strict-Transport-Security value without max-age is
+ * invalid, and browsers ignore it. */
+static int hsts_has_max_age(const char *v)
+{
+    static const char directive[] = "max-age";
+    for (const char *p = v; *p != '\0';) {
+        p += strspn(p, " \t;");
+        if (strncasecmp(p, directive, sizeof(directive) - 1) == 0) {
+            const char *q = p + sizeof(directive) - 1;
+            q += strspn(q, " \t");
+            if (*q == '=') {
+                q += 1 + strspn(q + 1, " \t");
+                q += *q == '"';
+                if (*q >= '0' && *q <= '9')
+                    return 1;
+            }
+        }
+        p += strcspn(p, ";");
+    }
+    return 0;
+}
+
 static void check_tls(struct cfg_loader *ld, struct cfg *c, struct cfg_listener *l)
 {
     struct cfg_tls *t = &l->tls;
@@ -710,6 +732,11 @@ static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
         cfg_error(ld, r->hsts_pos, "hsts: the value must be printable ASCII");
     else if (c->forwarding.hsts != NULL && strlen(c->forwarding.hsts) > CFG_MAX_HSTS)
         cfg_error(ld, r->hsts_pos, "hsts: the value is longer than %d characters", CFG_MAX_HSTS);
+    else if (c->forwarding.hsts != NULL && !hsts_has_max_age(c->forwarding.hsts))
+        cfg_error(ld, r->hsts_pos,
+                  "hsts: \"%s\" needs max-age=SECONDS, which browsers require (\"max-age=63072000\"); "
+                  "null sends no Strict-Transport-Security",
+                  c->forwarding.hsts);
 
     const char *a = c->log.access;
     c->log.access_pos = r->access_pos;

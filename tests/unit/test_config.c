@@ -723,6 +723,34 @@ static void test_errors_exact(void)
         expect_error(text, "t.yaml:15:9: hsts: the value is longer than 256 characters");
     }
     expect_error(BASE "log:\n  access: \"\"\n", "t.yaml:15:11: log.access: empty path");
+    /* hsts: false used to be sent as "Strict-Transport-Security: false" */
+    expect_error(BASE "forwarding:\n  hsts: false\n",
+                 "t.yaml:15:9: \"hsts\": expected a string, got the YAML boolean false (quote it "
+                 "to mean the word; null for none)");
+    expect_error(BASE "forwarding:\n  hsts: \"includeSubDomains\"\n",
+                 "t.yaml:15:9: hsts: \"includeSubDomains\" needs max-age=SECONDS, which browsers "
+                 "require (\"max-age=63072000\"); null sends no Strict-Transport-Security");
+    expect_error(BASE "forwarding:\n  hsts: \"\"\n",
+                 "t.yaml:15:9: hsts: \"\" needs max-age=SECONDS, which browsers require "
+                 "(\"max-age=63072000\"); null sends no Strict-Transport-Security");
+    expect_error(BASE "forwarding:\n  hsts: \"max-age=\"\n",
+                 "t.yaml:15:9: hsts: \"max-age=\" needs max-age=SECONDS, which browsers require "
+                 "(\"max-age=63072000\"); null sends no Strict-Transport-Security");
+    {
+        struct cfg *c = load(BASE "forwarding:\n  hsts: \"includeSubDomains; Max-Age = \\\"300\\\"\"\n");
+        if (c != NULL) {
+            CHECK_STR(c->forwarding.hsts, "includeSubDomains; Max-Age = \"300\"");
+            cfg_free(&c);
+        }
+    }
+    /* access: off wrote to a file named "off" */
+    expect_error(BASE "log:\n  access: off\n",
+                 "t.yaml:15:11: \"access\": expected a string, got the YAML boolean off (quote "
+                 "it to mean the word; null for none)");
+    expect_error(BASE_LISTENERS BASE_ROUTES "upstreams:\n  web:\n    servers: [\"127.0.0.1:1\"]\n"
+                 "    health_check: {path: yes}\n",
+                 "t.yaml:14:26: \"path\": expected a string, got the YAML boolean yes (quote it "
+                 "to mean the word)");
 }
 
 /* An error about one list item points at that item, not at the list. */
