@@ -90,6 +90,19 @@ struct app {
     int stopping;               /* draining: /healthz says 503 */
 };
 
+/* The option getopt stopped at, as written: a letter inside a cluster
+ * ("-xt") is named alone, since optind still points at the cluster or,
+ * for the first one, at argv[0]. */
+static const char *option_as_written(char **argv, char *letter, size_t len)
+{
+    const char *arg = argv[optind - 1];
+    if (optopt > 0 && optopt < 128 && strncmp(arg, "--", 2) != 0) {
+        snprintf(letter, len, "-%c", optopt);
+        return letter;
+    }
+    return arg;
+}
+
 static int parse_args(int argc, char **argv, struct options *o)
 {
     enum {
@@ -118,6 +131,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {NULL, 0, NULL, 0},
     };
     int ch;
+    char letter[3];
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":c:tVh", longopts, NULL)) != -1) {
         switch (ch) {
@@ -137,10 +151,12 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'V': o->version = 1; break;
         case 'h': o->help = 1; break;
         case ':':
-            fprintf(stderr, "moat: option %s needs an argument\n%s", argv[optind - 1], usage_text);
+            fprintf(stderr, "moat: option %s needs an argument\n%s",
+                    option_as_written(argv, letter, sizeof(letter)), usage_text);
             return -1;
         default:
-            fprintf(stderr, "moat: unknown option %s\n%s", argv[optind - 1], usage_text);
+            fprintf(stderr, "moat: unknown option %s\n%s",
+                    option_as_written(argv, letter, sizeof(letter)), usage_text);
             return -1;
         }
     }

@@ -338,6 +338,17 @@ def test_usage_error_exits_2(tmp_path, args):
     assert r.stdout == b""
 
 
+@pytest.mark.parametrize("args,named", [(["-xt"], "unknown option -x"),
+                                        (["-tx"], "unknown option -x"),
+                                        (["--bogus=1"], "unknown option --bogus=1"),
+                                        (["-t", "--config"], "option --config needs an argument"),
+                                        (["-tc"], "option -c needs an argument")])
+def test_usage_error_names_the_option(tmp_path, args, named):
+    # "-xt" used to be reported as "unknown option ./moat"
+    r = run(args, cwd=str(tmp_path))
+    assert r.returncode == 2 and r.stderr.decode().startswith("moat: %s\n" % named), r
+
+
 def test_moat_config_env(tmp_path, certs):
     p = tmp_path / "env.yaml"
     p.write_text(good_yaml(certs))
