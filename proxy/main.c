@@ -253,7 +253,7 @@ static int write_listen_file(const struct app *a, const char *path)
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (f == NULL) {
-        log_error("%s: %s", tmp, strerror(errno));
+        log_error("--listen-file %s: cannot write %s: %s", path, tmp, strerror(errno));
         return -1;
     }
     for (size_t i = 0; i < a->rt->cfg->nlisteners; i++) {
@@ -271,7 +271,7 @@ static int write_listen_file(const struct app *a, const char *path)
         fprintf(f, "@admin %s\n", addr);
     }
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        log_error("%s: %s", path, strerror(errno));
+        log_error("--listen-file %s: %s", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -430,6 +430,16 @@ static void start_reload(struct app *a)
         finish_reload(a);
 }
 
+/* Stops accepting; the main loop ends once every worker has drained. */
+static void stop(struct app *a)
+{
+    a->stopping = 1;
+    for (unsigned i = 0; i < a->started; i++)
+        worker_stop(&a->workers[i]);
+    if (__atomic_load_n(&a->exited, __ATOMIC_ACQUIRE) == a->started)
+        close_main_handles(a);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct app *a = s->data;
@@ -440,12 +450,8 @@ static void on_signal(uv_signal_t *s, int signum)
             log_warn("%s again: still draining (at most shutdown_timeout)", strsignal(signum));
             return;
         }
-        a->stopping = 1;
         log_info("%s: stopping; draining connections", strsignal(signum));
-        for (unsigned i = 0; i < a->started; i++)
-            worker_stop(&a->workers[i]);
-        if (__atomic_load_n(&a->exited, __ATOMIC_ACQUIRE) == a->started)
-            close_main_handles(a);
+        stop(a);
         return;
     case SIGUSR1: {
         int rc = log_access_open(a->rt->cfg->log.access);
@@ -595,7 +601,8 @@ static int run(struct app *a, const char *listen_file)
         log_listeners(a->rt);
         log_info("moat %s running with %u worker(s)", MOAT_VERSION, a->nworkers);
     } else if (!a->stopping) {
-        on_signal(&a->signals[0], SIGTERM);
+        log_error("start-up failed: exiting");
+        stop(a);
     }
     uv_run(a->loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < a->started; i++)

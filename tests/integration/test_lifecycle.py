@@ -221,6 +221,19 @@ def test_listen_file_written_only_when_ready(tmp_path, certs, backend):
         "ended moat with status %r" % (len(refused), n, len(bad_exit), n, sorted(set(bad_exit))))
 
 
+def test_an_unwritable_listen_file_is_a_start_up_error(tmp_path, certs, backend):
+    # It used to read "Terminated: stopping", as if someone had sent SIGTERM.
+    conf = tmp_path / "moat.yaml"
+    conf.write_text(basic_yaml(certs, [backend.addr]))
+    path = str(tmp_path / "missing" / "listen.txt")
+    r = subprocess.run([MOAT_BIN, "-c", str(conf), "--listen-file", path], capture_output=True,
+                       text=True, timeout=T(30))
+    assert r.returncode == 1, r
+    assert "[error] --listen-file %s: cannot write %s.tmp: No such file or directory" % (path, path) \
+        in r.stderr, r.stderr
+    assert "[error] start-up failed: exiting" in r.stderr and "Terminated" not in r.stderr, r.stderr
+
+
 def test_ipv6_listener(tmp_path, certs, backend, moat_factory):
     try:
         socket.socket(socket.AF_INET6).bind(("::1", 0))
