@@ -329,7 +329,13 @@ static void switch_admin(struct app *a, struct runtime *rt)
 static void finish_reload(struct app *a)
 {
     a->reloading = 0;
-    log_info("reload %llu applied by every worker", (unsigned long long)a->rt->generation);
+    /* Draining, the workers accept nothing more: no connection will run on
+     * it, and saying "applied" after "stopping" reads as if it did. */
+    if (a->stopping)
+        log_debug("reload %llu reached every worker while stopping",
+                  (unsigned long long)a->rt->generation);
+    else
+        log_info("reload %llu applied by every worker", (unsigned long long)a->rt->generation);
     if (a->reload_again && !a->stopping) {
         a->reload_again = 0;
         start_reload(a);
@@ -466,7 +472,11 @@ static void on_signal(uv_signal_t *s, int signum)
             log_warn("SIGHUP while draining: ignored");
             return;
         }
-        log_info("SIGHUP: reloading %s", source_name(&a->source));
+        if (a->reloading)
+            log_info("SIGHUP: reloading %s once the reload under way is applied",
+                     source_name(&a->source));
+        else
+            log_info("SIGHUP: reloading %s", source_name(&a->source));
         start_reload(a);
         return;
     }

@@ -149,6 +149,22 @@ def test_a_second_signal_does_not_cut_the_drain(certs, backend, moat_factory, se
     assert m.wait(5) == 0, m.stderr()
 
 
+def test_a_reload_cut_short_by_sigterm_is_not_called_applied(certs, backend, moat_factory):
+    # SIGHUP, SIGHUP, SIGTERM at once: whatever the reloads reach, nothing
+    # says one was applied after the stop began, and the second SIGHUP says
+    # it waits for the first.
+    m = moat_factory(basic_yaml(certs, [backend.addr], workers=2))
+    for sig in (signal.SIGHUP, signal.SIGHUP, signal.SIGTERM):
+        m.signal(sig)
+    assert m.wait(10) == 0, m.stderr()
+    err = m.stderr()
+    assert "applied by every worker" not in err[err.index("Terminated: stopping"):], err
+    hups = re.findall(r"SIGHUP: reloading \S+( once the reload under way is applied)?$", err, re.M)
+    assert len(hups) <= 2, err  # libuv may deliver SIGTERM first
+    if len(hups) == 2 and "reload 3: configuration loaded" not in err:
+        assert hups[1], err
+
+
 def test_sigterm_closes_idle_keepalive_connections_promptly(certs, backend, moat_factory):
     m = moat_factory(basic_yaml(certs, [backend.addr]).replace("shutdown_timeout: 5s",
                                                                "shutdown_timeout: 20s"))
