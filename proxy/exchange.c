@@ -231,7 +231,6 @@ static int flush_client(struct exchange *x)
     return rc;
 }
 
-/* Answers status itself; the exchange ends. */
 /* moat's own 5xx answers are the operator's business: at warn, naming the
  * server that failed last (the replay lines name the earlier ones). */
 static void log_answer(const struct exchange *x, int status, const char *why)
@@ -247,6 +246,7 @@ static void log_answer(const struct exchange *x, int status, const char *why)
                  x->pool->cfg->name, x->pool->cfg->servers[x->attempted[x->nattempted - 1]].name);
 }
 
+/* Answers status itself; the exchange ends. */
 static void respond_error(struct exchange *x, int status, const char *why)
 {
     struct conn *c = x->c;
