@@ -181,7 +181,7 @@ long http1_scan_head(struct http1_scan *sc, const char *buf, size_t len, int is_
 
 /* ---- header meaning ---- */
 
-enum http1_hdr http1_classify(struct span name)
+static enum http1_hdr classify_exact(struct span name)
 {
 #define KNOWN(s, k) {s, sizeof(s) - 1, k}
     static const struct {
@@ -211,6 +211,11 @@ enum http1_hdr http1_classify(struct span name)
         KNOWN("x-real-ip", HTTP1_HDR_CLIENT_IP),
         KNOWN("true-client-ip", HTTP1_HDR_CLIENT_IP),
         KNOWN("x-client-ip", HTTP1_HDR_CLIENT_IP),
+        KNOWN("client-ip", HTTP1_HDR_CLIENT_IP),
+        KNOWN("x-cluster-client-ip", HTTP1_HDR_CLIENT_IP),
+        KNOWN("cf-connecting-ip", HTTP1_HDR_CLIENT_IP),
+        KNOWN("fastly-client-ip", HTTP1_HDR_CLIENT_IP),
+        KNOWN("x-forwarded", HTTP1_HDR_CLIENT_IP),
         KNOWN("strict-transport-security", HTTP1_HDR_STRICT_TRANSPORT_SECURITY),
         KNOWN("user-agent", HTTP1_HDR_USER_AGENT),
         KNOWN("referer", HTTP1_HDR_REFERER),
@@ -224,6 +229,29 @@ enum http1_hdr http1_classify(struct span name)
     if (name.len > sizeof(xf) - 1 && strncasecmp(name.p, xf, sizeof(xf) - 1) == 0)
         return HTTP1_HDR_X_FORWARDED_OTHER;
     return HTTP1_HDR_OTHER;
+}
+
+int http1_hdr_describes_client(enum http1_hdr k)
+{
+    return k == HTTP1_HDR_X_FORWARDED_FOR || k == HTTP1_HDR_X_FORWARDED_PROTO ||
+           k == HTTP1_HDR_X_FORWARDED_HOST || k == HTTP1_HDR_X_FORWARDED_PORT ||
+           k == HTTP1_HDR_FORWARDED || k == HTTP1_HDR_X_FORWARDED_OTHER ||
+           k == HTTP1_HDR_CLIENT_IP || k == HTTP1_HDR_FORWARDING_ALIAS;
+}
+
+enum http1_hdr http1_classify(struct span name)
+{
+    enum http1_hdr k = classify_exact(name);
+    char dashed[64];
+    if (k != HTTP1_HDR_OTHER || name.len > sizeof(dashed) || memchr(name.p, '_', name.len) == NULL)
+        return k;
+    /* CGI, WSGI, PHP and Rack read X_Real_IP as X-Real-IP (both become
+     * HTTP_X_REAL_IP): such a twin must not carry a client-chosen address
+     * past the removal of the real one. */
+    for (size_t i = 0; i < name.len; i++)
+        dashed[i] = name.p[i] == '_' ? '-' : name.p[i];
+    k = classify_exact((struct span){dashed, name.len});
+    return http1_hdr_describes_client(k) ? HTTP1_HDR_FORWARDING_ALIAS : HTTP1_HDR_OTHER;
 }
 
 /* Headers that describe one hop and never travel further. */

@@ -67,12 +67,16 @@ enum http1_hdr {
     HTTP1_HDR_FORWARDED,
     HTTP1_HDR_X_FORWARDED_OTHER, /* any other X-Forwarded-*: kept from trusted proxies only */
     HTTP1_HDR_CLIENT_IP,         /* X-Real-IP and its kin: the same */
+    HTTP1_HDR_FORWARDING_ALIAS,  /* X_Real_IP, X_Forwarded_For: the same */
     HTTP1_HDR_STRICT_TRANSPORT_SECURITY,
     HTTP1_HDR_USER_AGENT,
     HTTP1_HDR_REFERER,
 };
 
 enum http1_hdr http1_classify(struct span name);
+/* 1 for the headers that describe the client (X-Forwarded-*, Forwarded,
+ * X-Real-IP, ...): passed on from trusted proxies only. */
+int http1_hdr_describes_client(enum http1_hdr k);
 
 struct http1_header {
     struct span name;

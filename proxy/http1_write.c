@@ -67,14 +67,6 @@ static void put_header(struct http1_out *o, const char *name, struct span value)
     http1_out_put(o, "\r\n", 2);
 }
 
-static int is_forwarding_header(enum http1_hdr k)
-{
-    return k == HTTP1_HDR_X_FORWARDED_FOR || k == HTTP1_HDR_X_FORWARDED_PROTO ||
-           k == HTTP1_HDR_X_FORWARDED_HOST || k == HTTP1_HDR_X_FORWARDED_PORT ||
-           k == HTTP1_HDR_FORWARDED || k == HTTP1_HDR_X_FORWARDED_OTHER ||
-           k == HTTP1_HDR_CLIENT_IP;
-}
-
 static int has_header(const struct http1_msg *m, enum http1_hdr kind)
 {
     for (unsigned i = 0; i < m->nheaders; i++)
@@ -118,7 +110,7 @@ void http1_write_request_head(struct http1_out *o, const struct http1_msg *req,
             continue;
         if (h->kind == HTTP1_HDR_EXPECT)
             continue; /* moat answers 100-continue itself */
-        if (is_forwarding_header(h->kind) && !fwd->trusted_peer)
+        if (http1_hdr_describes_client(h->kind) && !fwd->trusted_peer)
             continue;
         put_span(o, h->name);
         http1_out_put(o, ": ", 2);

@@ -366,7 +366,9 @@ def end_to_end(headers):
 # what a proxy that follows moat's README must forward for a request
 
 FORWARDING = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-              b"x-forwarded-port", b"forwarded", b"x-real-ip", b"true-client-ip", b"x-client-ip"}
+              b"x-forwarded-port", b"forwarded", b"x-real-ip", b"true-client-ip", b"x-client-ip",
+              b"client-ip", b"x-cluster-client-ip", b"cf-connecting-ip", b"fastly-client-ip",
+              b"x-forwarded"}
 
 
 class Expected:

@@ -60,6 +60,9 @@ def test_spoofed_forwarding_headers_removed(proxy, certs):
             ("Forwarded", "for=6.6.6.6;proto=http"), ("X-Forwarded-For", "7.7.7.7"),
             # read before X-Forwarded-For by chi's RealIP and others
             ("X-Real-IP", "6.6.6.6"), ("True-Client-IP", "6.6.6.6"), ("X-Client-IP", "6.6.6.6"),
+            ("Client-IP", "6.6.6.6"), ("CF-Connecting-IP", "6.6.6.6"),
+            # CGI, WSGI, PHP and Rack read these as X-Real-IP and X-Forwarded-For
+            ("X_Real_IP", "6.6.6.6"), ("X_Forwarded_For", "7.7.7.7"),
             ("X-Keep-Me", "yes")])
     assert r.status == 200
     req = b.requests[0]
