@@ -4,11 +4,13 @@
  * into actions.  Owns the struct runtime the workers read.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -247,34 +249,79 @@ static const char *source_name(const struct cfg_source *src)
 
 /* Written once every listener accepts and signals are handled, and renamed
  * into place, so that a reader never sees it early or half written. */
-static int write_listen_file(const struct app *a, const char *path)
+/* "NAME ADDRESS" per listener, then "@admin ADDRESS"; returns the length. */
+static size_t format_listen_lines(const struct app *a, char *out, size_t len)
 {
-    char tmp[4096], addr[64];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        log_error("--listen-file %s: cannot write %s: %s", path, tmp, strerror(errno));
-        return -1;
-    }
-    for (size_t i = 0; i < a->rt->cfg->nlisteners; i++) {
+    char addr[64];
+    size_t n = 0;
+    for (size_t i = 0; i < a->rt->cfg->nlisteners && n < len; i++) {
         runtime_bound_address(a->rt, i, addr, sizeof(addr));
-        fprintf(f, "%s %s\n", a->rt->cfg->listeners[i].name, addr);
+        n += (size_t)snprintf(out + n, len - n, "%s %s\n", a->rt->cfg->listeners[i].name, addr);
     }
     /* "@admin" cannot clash: listener names never start with "@". */
-    if (a->rt->cfg->admin.enabled) {
+    if (a->rt->cfg->admin.enabled && n < len) {
         struct sockaddr_storage ss = a->rt->cfg->admin.addr;
         if (ss.ss_family == AF_INET6)
             ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)a->rt->admin_port);
         else
             ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)a->rt->admin_port);
         format_sockaddr((struct sockaddr *)&ss, addr, sizeof(addr));
-        fprintf(f, "@admin %s\n", addr);
+        n += (size_t)snprintf(out + n, len - n, "@admin %s\n", addr);
     }
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        log_error("--listen-file %s: %s", path, strerror(errno));
-        return -1;
+    return n < len ? n : len;
+}
+
+static int write_whole(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
     }
     return 0;
+}
+
+/*
+ * A regular file (or none yet) is replaced at once, so that a reader never
+ * sees half of it.  Anything else at the path (a symlink, a FIFO,
+ * /dev/stdout) is written through, as nginx writes its pid file: renaming
+ * over it would replace the link or the device itself.  A FIFO with no
+ * reader is an error rather than a start-up that waits for one.
+ */
+static int write_listen_file(const struct app *a, const char *path)
+{
+    char text[16384], tmp[4096];
+    size_t n = format_listen_lines(a, text, sizeof(text));
+    struct stat st;
+    int through = lstat(path, &st) == 0 && !S_ISREG(st.st_mode);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    const char *target = through ? path : tmp;
+    int fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd < 0) {
+        log_error("--listen-file %s: cannot write %s: %s", path, target,
+                  errno == ENXIO ? "a FIFO with no reader" : strerror(errno));
+        return -1;
+    }
+    int rc = write_whole(fd, text, n);
+    int err = errno;
+    if (close(fd) != 0 && rc == 0) {
+        rc = -1;
+        err = errno;
+    }
+    if (rc == 0 && !through && rename(tmp, path) != 0) {
+        rc = -1;
+        err = errno;
+    }
+    if (rc != 0) {
+        log_error("--listen-file %s: %s", path, strerror(err));
+        if (!through)
+            unlink(tmp);
+    }
+    return rc;
 }
 
 static void log_listeners(const struct runtime *rt)

@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import threading
 import time
@@ -248,6 +249,35 @@ def test_an_unwritable_listen_file_is_a_start_up_error(tmp_path, certs, backend)
     assert "[error] --listen-file %s: cannot write %s.tmp: No such file or directory" % (path, path) \
         in r.stderr, r.stderr
     assert "[error] start-up failed: exiting" in r.stderr and "Terminated" not in r.stderr, r.stderr
+
+
+def test_a_listen_file_that_is_a_symlink_or_fifo_is_written_through(tmp_path, certs, backend):
+    # The lines went to PATH.tmp, renamed over PATH: the link, the FIFO (and,
+    # as root, /dev/stdout) was replaced by a regular file.
+    conf = tmp_path / "moat.yaml"
+    conf.write_text(basic_yaml(certs, [backend.addr]))
+    target, link, fifo = tmp_path / "target", tmp_path / "link", tmp_path / "fifo"
+    target.write_text("old\n")
+    os.symlink(str(target), str(link))
+    os.mkfifo(str(fifo))
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(str(fifo)).read()), daemon=True)
+    reader.start()
+    for path, written in ((link, lambda: target.read_text() != "old\n"), (fifo, lambda: got)):
+        p = subprocess.Popen([MOAT_BIN, "-c", str(conf), "--listen-file", str(path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: written() or p.poll() is not None, 10, "the listen file")
+        finally:
+            p.terminate()
+            assert p.wait(T(10)) == 0
+    assert os.path.islink(str(link)) and stat.S_ISFIFO(os.stat(str(fifo)).st_mode)
+    assert re.match(r"public 127\.0\.0\.1:\d+\n$", target.read_text()), target.read_text()
+    assert got and re.match(r"public 127\.0\.0\.1:\d+\n$", got[0]), got
+    # a FIFO nobody reads is an error, not a start-up that waits for a reader
+    r = subprocess.run([MOAT_BIN, "-c", str(conf), "--listen-file", str(fifo)],
+                       capture_output=True, text=True, timeout=T(30))
+    assert r.returncode == 1 and "a FIFO with no reader" in r.stderr, r
 
 
 def test_ipv6_listener(tmp_path, certs, backend, moat_factory):
