@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define SIDECAR_NAME "sidecar settings"
 #define MAX_LINES 64
@@ -82,6 +83,21 @@ static const char *empty_variable(void)
     }
     const char *admin = getenv("MOAT_ADMIN");
     return admin != NULL && admin[0] == '\0' ? "MOAT_ADMIN" : NULL;
+}
+
+/* MOAT_ACCESS_LOG=false wrote to a file named "false". */
+static int means_off(const char *v)
+{
+    static const char *const words[] = {"off", "null", "none", "false", "no"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcasecmp(v, words[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int means_on(const char *v)
+{
+    return strcasecmp(v, "on") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0;
 }
 
 static const char *pick(const char *flag, const char *env, const char *deflt, const char **origin,
@@ -176,6 +192,11 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
         snprintf(err, errlen, "MOAT_CLIENT_AUTH: needs MOAT_CLIENT_CA, the CAs to check against");
         return -1;
     }
+    if (means_on(access)) {
+        snprintf(err, errlen, "MOAT_ACCESS_LOG: \"%s\" is no place to log to: stdout, stderr, a "
+                              "file path, or off", access);
+        return -1;
+    }
     if (cert == NULL && getenv("MOAT_WATCH") != NULL && strcmp(watch, "true") == 0) {
         snprintf(err, errlen, "MOAT_WATCH: true, but there is no certificate file to watch "
                               "(MOAT_CERT or --cert)");
@@ -225,7 +246,7 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
         line(&w, o_admin, "  bind: %s", quoted(admin, q[0], sizeof(q[0])));
     }
     line(&w, NULL, "log:");
-    if (strcmp(access, "off") == 0 || strcmp(access, "null") == 0) /* null: the YAML word */
+    if (means_off(access))
         line(&w, o_log, "  access: null");
     else
         line(&w, o_log, "  access: %s", quoted(access, q[0], sizeof(q[0])));

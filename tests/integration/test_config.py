@@ -421,10 +421,14 @@ def test_small_sidecar_variable_checks(tmp_path):
     r = run(["-t"], env=_env_without_moat(MOAT_WATCH="true", **base), cwd=str(tmp_path))
     assert r.returncode == 1 and b"MOAT_WATCH: true, but there is no certificate file" \
         in r.stderr, r
-    # "null", the YAML word for no access log, is no file name
-    r = run(["-t"], env=_env_without_moat(MOAT_ACCESS_LOG="null", **base), cwd=str(tmp_path))
-    assert r.returncode == 0, r
-    assert not os.path.exists(str(tmp_path / "null"))
+    # "null", the YAML word for no access log, is no file name; nor are
+    # false, none or no in any case
+    for off in ("null", "false", "OFF", "none", "No"):
+        r = run(["-t"], env=_env_without_moat(MOAT_ACCESS_LOG=off, **base), cwd=str(tmp_path))
+        assert r.returncode == 0, r
+        assert not os.path.exists(str(tmp_path / off))
+    r = run(["-t"], env=_env_without_moat(MOAT_ACCESS_LOG="true", **base), cwd=str(tmp_path))
+    assert r.returncode == 1 and b'MOAT_ACCESS_LOG: "true" is no place to log to' in r.stderr, r
     r = run(["--healthcheck"], env=_env_without_moat(MOAT_ADMIN="off"), cwd=str(tmp_path))
     assert r.returncode == 1 and b"the admin endpoint is off" in r.stderr, r
 
