@@ -168,12 +168,37 @@ static int is_yaml_boolean(const yaml_node_t *n)
 {
     static const char *const words[] = {"true", "True", "TRUE", "false", "False", "FALSE",
                                         "yes",  "Yes",  "YES",  "no",    "No",    "NO",
-                                        "on",   "On",   "ON",   "off",   "Off",   "OFF"};
+                                        "on",   "On",   "ON",   "off",   "Off",   "OFF",
+                                        "y",    "Y",    "n",    "N"};
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return 0;
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcmp((const char *)n->data.scalar.value, words[i]) == 0)
             return 1;
+    return 0;
+}
+
+static const char *type_name(enum cfg_type t);
+
+/* 1 (reported) when a scalar YAML reads as something else than the string
+ * it spells: hsts: false sent "Strict-Transport-Security: false", and
+ * access: off (or !!bool "false") wrote to a file of that name. */
+static int not_a_string(struct cfg_loader *ld, const struct cfg_field *f, yaml_node_t *val,
+                        struct cfg_pos pos)
+{
+    const char *v = (const char *)val->data.scalar.value;
+    const char *tag = (const char *)val->tag;
+    if (is_yaml_boolean(val)) {
+        cfg_error(ld, pos, "\"%s\": expected %s, got the YAML boolean %s (quote it to mean "
+                  "the word%s)", f->key, type_name(f->type), v,
+                  (f->flags & CFG_F_NULLABLE) ? "; null for none" : "");
+        return 1;
+    }
+    if (tag != NULL && strcmp(tag, YAML_STR_TAG) != 0) {
+        cfg_error(ld, pos, "\"%s\": expected %s, got \"%s\" tagged %s", f->key,
+                  type_name(f->type), v, tag);
+        return 1;
+    }
     return 0;
 }
 
@@ -526,14 +551,8 @@ static unsigned load_field(struct cfg_loader *ld, const struct cfg_field *f,
             cfg_error(ld, pos, "\"%s\": expected %s", f->key, type_name(f->type));
             return 1;
         }
-        if ((f->type == CFG_T_STRING || f->type == CFG_T_PATH) && is_yaml_boolean(val)) {
-            /* hsts: false sent "Strict-Transport-Security: false", and
-             * access: off wrote to a file named "off". */
-            cfg_error(ld, pos, "\"%s\": expected %s, got the YAML boolean %s (quote it to mean "
-                      "the word%s)", f->key, type_name(f->type), (const char *)val->data.scalar.value,
-                      (f->flags & CFG_F_NULLABLE) ? "; null for none" : "");
+        if ((f->type == CFG_T_STRING || f->type == CFG_T_PATH) && not_a_string(ld, f, val, pos))
             return 1;
-        }
         convert_scalar(ld, f, (const char *)val->data.scalar.value, pos, dst);
         return ld->nerrors - before;
     }

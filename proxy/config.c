@@ -299,26 +299,62 @@ static int valid_header_text(const char *s)
     return 1;
 }
 
-/* RFC 6797 6.1: a Strict-Transport-Security value without max-age is
- * invalid, and browsers ignore it. */
-static int hsts_has_max_age(const char *v)
+static size_t token_length(const char *p)
 {
-    static const char directive[] = "max-age";
-    for (const char *p = v; *p != '\0';) {
-        p += strspn(p, " \t;");
-        if (strncasecmp(p, directive, sizeof(directive) - 1) == 0) {
-            const char *q = p + sizeof(directive) - 1;
-            q += strspn(q, " \t");
-            if (*q == '=') {
-                q += 1 + strspn(q + 1, " \t");
-                q += *q == '"';
-                if (*q >= '0' && *q <= '9')
-                    return 1;
+    size_t n = 0;
+    while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= 'A' && p[n] <= 'Z') ||
+           (p[n] >= '0' && p[n] <= '9') || (p[n] != '\0' && strchr("!#$%&'*+-.^_`|~", p[n])))
+        n++;
+    return n;
+}
+
+/*
+ * What is wrong with a Strict-Transport-Security value, or NULL.  RFC 6797
+ * 6.1: directives are token [ "=" ( token / quoted-string ) ] separated by
+ * ";", none twice, and max-age=SECONDS is required; browsers ignore a
+ * header that breaks these rules.
+ */
+static const char *hsts_problem(const char *v)
+{
+    const char *names[16];
+    size_t lens[16], nnames = 0;
+    int max_age = 0;
+    for (const char *p = v;;) {
+        p += strspn(p, " \t");
+        size_t n = token_length(p);
+        if (n > 0) {
+            for (size_t i = 0; i < nnames; i++)
+                if (lens[i] == n && strncasecmp(names[i], p, n) == 0)
+                    return "has a directive twice";
+            if (nnames == sizeof(names) / sizeof(names[0]))
+                return "has too many directives";
+            names[nnames] = p;
+            lens[nnames++] = n;
+            int is_max_age = n == 7 && strncasecmp(p, "max-age", 7) == 0;
+            p += n + strspn(p + n, " \t");
+            if (*p == '=') {
+                p += 1 + strspn(p + 1, " \t");
+                int quoted = *p == '"';
+                const char *value = p + quoted;
+                size_t vlen = quoted ? strcspn(value, "\"") : token_length(value);
+                if (quoted && value[vlen] != '"')
+                    return "has an unterminated quoted value";
+                if (is_max_age && (vlen == 0 || strspn(value, "0123456789") != vlen))
+                    return "needs max-age=SECONDS, a number";
+                p = value + vlen + quoted;
+                max_age |= is_max_age;
+            } else if (is_max_age) {
+                return "needs max-age=SECONDS, a number";
             }
+            p += strspn(p, " \t");
         }
-        p += strcspn(p, ";");
+        if (*p == '\0')
+            break;
+        if (*p != ';')
+            return "is not a list of directives separated by \";\"";
+        p++;
     }
-    return 0;
+    return max_age ? NULL : "needs max-age=SECONDS";
 }
 
 static void check_tls(struct cfg_loader *ld, struct cfg *c, struct cfg_listener *l)
@@ -732,11 +768,11 @@ static void check_forwarding_and_log(struct cfg_loader *ld, struct top_raw *r)
         cfg_error(ld, r->hsts_pos, "hsts: the value must be printable ASCII");
     else if (c->forwarding.hsts != NULL && strlen(c->forwarding.hsts) > CFG_MAX_HSTS)
         cfg_error(ld, r->hsts_pos, "hsts: the value is longer than %d characters", CFG_MAX_HSTS);
-    else if (c->forwarding.hsts != NULL && !hsts_has_max_age(c->forwarding.hsts))
+    else if (c->forwarding.hsts != NULL && hsts_problem(c->forwarding.hsts) != NULL)
         cfg_error(ld, r->hsts_pos,
-                  "hsts: \"%s\" needs max-age=SECONDS, which browsers require (\"max-age=63072000\"); "
+                  "hsts: \"%s\" %s, or browsers ignore it (RFC 6797; \"max-age=63072000\"); "
                   "null sends no Strict-Transport-Security",
-                  c->forwarding.hsts);
+                  c->forwarding.hsts, hsts_problem(c->forwarding.hsts));
 
     const char *a = c->log.access;
     c->log.access_pos = r->access_pos;

@@ -727,15 +727,30 @@ static void test_errors_exact(void)
     expect_error(BASE "forwarding:\n  hsts: false\n",
                  "t.yaml:15:9: \"hsts\": expected a string, got the YAML boolean false (quote it "
                  "to mean the word; null for none)");
-    expect_error(BASE "forwarding:\n  hsts: \"includeSubDomains\"\n",
-                 "t.yaml:15:9: hsts: \"includeSubDomains\" needs max-age=SECONDS, which browsers "
-                 "require (\"max-age=63072000\"); null sends no Strict-Transport-Security");
-    expect_error(BASE "forwarding:\n  hsts: \"\"\n",
-                 "t.yaml:15:9: hsts: \"\" needs max-age=SECONDS, which browsers require "
-                 "(\"max-age=63072000\"); null sends no Strict-Transport-Security");
-    expect_error(BASE "forwarding:\n  hsts: \"max-age=\"\n",
-                 "t.yaml:15:9: hsts: \"max-age=\" needs max-age=SECONDS, which browsers require "
-                 "(\"max-age=63072000\"); null sends no Strict-Transport-Security");
+    {
+        static const struct {
+            const char *value, *problem;
+        } bad[] = {
+            {"\"includeSubDomains\"", "needs max-age=SECONDS"},
+            {"\"\"", "needs max-age=SECONDS"},
+            {"\"max-age=\"", "needs max-age=SECONDS, a number"},
+            {"\"max-age=5x\"", "needs max-age=SECONDS, a number"},
+            {"\"max-age=5;max-age=6\"", "has a directive twice"},
+            {"\"max-age=1, preload\"", "is not a list of directives separated by \";\""},
+            {"'max-age=\"12'", "has an unterminated quoted value"},
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            char text[sizeof(BASE) + 200], want[400], shown[64];
+            snprintf(text, sizeof(text), BASE "forwarding:\n  hsts: %s\n", bad[i].value);
+            /* the value as moat quotes it: YAML's quotes gone */
+            snprintf(shown, sizeof(shown), "%.*s", (int)strlen(bad[i].value) - 2, bad[i].value + 1);
+            snprintf(want, sizeof(want),
+                     "t.yaml:15:9: hsts: \"%s\" %s, or browsers ignore it (RFC 6797; "
+                     "\"max-age=63072000\"); null sends no Strict-Transport-Security",
+                     shown, bad[i].problem);
+            expect_error(text, want);
+        }
+    }
     {
         struct cfg *c = load(BASE "forwarding:\n  hsts: \"includeSubDomains; Max-Age = \\\"300\\\"\"\n");
         if (c != NULL) {
@@ -746,6 +761,12 @@ static void test_errors_exact(void)
     /* access: off wrote to a file named "off" */
     expect_error(BASE "log:\n  access: off\n",
                  "t.yaml:15:11: \"access\": expected a string, got the YAML boolean off (quote "
+                 "it to mean the word; null for none)");
+    expect_error(BASE "log:\n  access: !!bool \"false\"\n",
+                 "t.yaml:15:11: \"access\": expected a string, got \"false\" tagged "
+                 "tag:yaml.org,2002:bool");
+    expect_error(BASE "log:\n  access: n\n",
+                 "t.yaml:15:11: \"access\": expected a string, got the YAML boolean n (quote "
                  "it to mean the word; null for none)");
     expect_error(BASE_LISTENERS BASE_ROUTES "upstreams:\n  web:\n    servers: [\"127.0.0.1:1\"]\n"
                  "    health_check: {path: yes}\n",
