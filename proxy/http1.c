@@ -216,6 +216,7 @@ static enum http1_hdr classify_exact(struct span name)
         KNOWN("cf-connecting-ip", HTTP1_HDR_CLIENT_IP),
         KNOWN("fastly-client-ip", HTTP1_HDR_CLIENT_IP),
         KNOWN("x-forwarded", HTTP1_HDR_CLIENT_IP),
+        KNOWN("x-original-forwarded-for", HTTP1_HDR_CLIENT_IP),
         KNOWN("strict-transport-security", HTTP1_HDR_STRICT_TRANSPORT_SECURITY),
         KNOWN("user-agent", HTTP1_HDR_USER_AGENT),
         KNOWN("referer", HTTP1_HDR_REFERER),

@@ -368,7 +368,7 @@ def end_to_end(headers):
 FORWARDING = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
               b"x-forwarded-port", b"forwarded", b"x-real-ip", b"true-client-ip", b"x-client-ip",
               b"client-ip", b"x-cluster-client-ip", b"cf-connecting-ip", b"fastly-client-ip",
-              b"x-forwarded"}
+              b"x-forwarded", b"x-original-forwarded-for"}
 
 
 class Expected:

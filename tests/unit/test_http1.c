@@ -816,6 +816,7 @@ static void test_write_request(void)
                                     "x-forwarded_for: 4.4.4.4\r\n"
                                     "X_FORWARDED_SERVER: lb2\r\n"
                                     "CF-Connecting-IP: 5.5.5.5\r\n"
+                                    "X-Original-Forwarded-For: 5.5.5.5\r\n"
                                     "My_Header: kept\r\n"
                                     "\r\n";
     fwd = (struct http1_fwd){.client_ip = SPAN_LIT("2001:db8::1"), .listener_port = 443,
@@ -846,6 +847,7 @@ static void test_write_request(void)
                                               "x-forwarded_for: 4.4.4.4\r\n"
                                               "X_FORWARDED_SERVER: lb2\r\n"
                                               "CF-Connecting-IP: 5.5.5.5\r\n"
+                                              "X-Original-Forwarded-For: 5.5.5.5\r\n"
                                               "My_Header: kept\r\n"
                                               "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 2001:db8::1\r\n"
                                               "X-Forwarded-Proto: https\r\n"
