@@ -258,7 +258,7 @@ def test_a_server_that_does_not_answer_is_skipped_after_its_504(certs, backend_f
     assert got == [504] + ["B"] * 5, got
     assert len(bad.requests) == 1
     # the failing server is named where the operator looks for it
-    assert logged_upstreams(m, 6)[0] == bad.addr
+    assert wait_for(lambda: logged_upstreams(m, 6), 5, "6 access-log lines")[0] == bad.addr
     assert "/r0: 504 upstream response timed out (upstream app: %s)" % bad.addr in m.stderr()
 
 
