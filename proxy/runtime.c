@@ -122,6 +122,18 @@ static void warn_if_no_tls12_suite(const struct cfg_listener *l, const struct ce
              cert_key_name(certs[k].key_type));
 }
 
+/* As OpenSSL does for nginx, names this build lacks (Mozilla's
+ * intermediate list ends with DHE-RSA suites) are skipped; -t says which. */
+static void warn_unknown_ciphers(const struct cfg *cfg, const struct cfg_listener *l)
+{
+    char known[CFG_MAX_CIPHERS + 1], unknown[512];
+    if (l->tls.ciphers != NULL &&
+        tls_cipher_list_known(l->tls.ciphers, known, sizeof(known), unknown, sizeof(unknown)) > 0)
+        log_warn("%s:%u:%u: listener \"%s\": ciphers: skipping what this build has no suite "
+                 "for: %s", cfg->path, l->tls.ciphers_pos.line, l->tls.ciphers_pos.col, l->name,
+                 unknown);
+}
+
 static int load_certificates(struct runtime *rt, struct errbuf *e)
 {
     const struct cfg *cfg = rt->cfg;
@@ -148,6 +160,7 @@ static int load_certificates(struct runtime *rt, struct errbuf *e)
             failed = 1;
             continue;
         }
+        warn_unknown_ciphers(cfg, l);
         size_t n = l->tls.ncerts ? l->tls.ncerts : 1;
         rt->certs[i] = calloc(n, sizeof(struct cert_pair));
         if (rt->certs[i] == NULL)

@@ -392,28 +392,76 @@ static uint32_t cipher_list_suites(const char *ciphers, int *tls13)
     return mask;
 }
 
+/* wolfSSL's own keywords, and OpenSSL's operators it may take. */
+static int cipher_keyword(const char *word)
+{
+    return strcmp(word, "ALL") == 0 || strcmp(word, "DEFAULT") == 0 ||
+           strcmp(word, "HIGH") == 0 || strchr("!+-@", word[0]) != NULL;
+}
+
+size_t tls_cipher_list_known(const char *ciphers, char *known, size_t len, char *unknown,
+                             size_t ulen)
+{
+    size_t k = 0, u = 0, nunknown = 0;
+    char word[128];
+    known[0] = '\0';
+    if (unknown != NULL && ulen > 0)
+        unknown[0] = '\0';
+    /* OpenSSL also takes spaces and commas between names, and YAML's
+     * folded strings put a space after each ':' at a line break. */
+    for (const char *p = ciphers; *p != '\0';) {
+        p += strspn(p, ":, \t\n");
+        size_t n = strcspn(p, ":, \t\n");
+        if (n == 0)
+            break;
+        uint32_t bit;
+        int fits = n < sizeof(word);
+        if (fits) {
+            memcpy(word, p, n);
+            word[n] = '\0';
+        }
+        if (fits && (suite_word(word, &bit) != WORD_UNKNOWN || cipher_keyword(word))) {
+            if (k + n + 2 <= len)
+                k += (size_t)snprintf(known + k, len - k, "%s%s", k ? ":" : "", word);
+        } else {
+            nunknown++;
+            if (unknown != NULL && u + n + 3 <= ulen)
+                u += (size_t)snprintf(unknown + u, ulen - u, "%s%.*s", u ? ", " : "", (int)n, p);
+        }
+        p += n;
+    }
+    return nunknown;
+}
+
 /*
- * The list wolfSSL gets.  ciphers governs TLS 1.2, as OpenSSL's cipher
- * string does for nginx and HAProxy: a list that names no TLS 1.3 suite
- * (an intermediate TLS 1.2 string pasted from nginx) keeps moat's TLS 1.3
- * suites, or every TLS 1.3 client would be refused.
+ * The list wolfSSL gets: the names this build knows (wolfSSL drops the
+ * others itself, but then "names no TLS 1.3 suite" must be judged without
+ * them).  ciphers governs TLS 1.2, as OpenSSL's cipher string does for
+ * nginx and HAProxy: a list that names no TLS 1.3 suite (Mozilla's
+ * intermediate string pasted from nginx) keeps moat's TLS 1.3 suites, or
+ * every TLS 1.3 client would be refused.  "" when no name is known.
  */
 static const char *effective_cipher_list(const struct cfg_tls *cfg, char *buf, size_t len)
 {
     if (cfg->ciphers == NULL)
         return default_ciphers;
+    char known[CFG_MAX_CIPHERS + 1];
+    tls_cipher_list_known(cfg->ciphers, known, sizeof(known), NULL, 0);
     int tls13;
-    cipher_list_suites(cfg->ciphers, &tls13);
-    if (tls13)
-        return cfg->ciphers;
-    int n = snprintf(buf, len, "%s:%s", DEFAULT_TLS13_SUITES, cfg->ciphers);
-    return n > 0 && (size_t)n < len ? buf : cfg->ciphers;
+    cipher_list_suites(known, &tls13);
+    int n = known[0] == '\0' ? snprintf(buf, len, "%s", "")
+            : tls13          ? snprintf(buf, len, "%s", known)
+                             : snprintf(buf, len, "%s:%s", DEFAULT_TLS13_SUITES, known);
+    return n >= 0 && (size_t)n < len ? buf : "";
 }
 
 int tls_ciphers_serve_tls12(const char *ciphers, enum cert_key key)
 {
     int tls13;
-    uint32_t mask = cipher_list_suites(ciphers ? ciphers : default_ciphers, &tls13);
+    char known[CFG_MAX_CIPHERS + 1];
+    if (ciphers != NULL)
+        tls_cipher_list_known(ciphers, known, sizeof(known), NULL, 0);
+    uint32_t mask = cipher_list_suites(ciphers ? known : default_ciphers, &tls13);
     switch (key) {
     case CERT_KEY_RSA: return (mask & RSA_SUITES) != 0;
     case CERT_KEY_P256:
@@ -439,7 +487,7 @@ static WOLFSSL_CTX *new_ctx(const struct cfg_tls *cfg, char *err, size_t errlen)
     }
     char buf[CFG_MAX_CIPHERS + sizeof(DEFAULT_TLS13_SUITES) + 1];
     const char *ciphers = effective_cipher_list(cfg, buf, sizeof(buf));
-    if (wolfSSL_CTX_set_cipher_list(ctx, ciphers) != WOLFSSL_SUCCESS) {
+    if (ciphers[0] == '\0' || wolfSSL_CTX_set_cipher_list(ctx, ciphers) != WOLFSSL_SUCCESS) {
         snprintf(err, errlen,
                  "cipher list \"%s\" is not usable: moat takes suite names (wolfSSL's or "
                  "IANA's), ':' between them, such as ECDHE-ECDSA-AES128-GCM-SHA256",

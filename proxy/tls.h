@@ -58,6 +58,14 @@ int tls_ctx_set_new(struct tls_ctx_set **out, const struct cfg_tls *cfg,
 void tls_ctx_set_free(struct tls_ctx_set **set);
 /* 0 if wolfSSL takes cfg's cipher list, or -1 with the reason. */
 int tls_cipher_list_check(const struct cfg_tls *cfg, char *err, size_t errlen);
+/*
+ * Copies the names of a cipher list that this build knows (suites by
+ * wolfSSL's or IANA's names, wolfSSL's keywords) to known, ':' between
+ * them, and the others to unknown (", " between them; may be NULL).
+ * Returns how many names were unknown.
+ */
+size_t tls_cipher_list_known(const char *ciphers, char *known, size_t len, char *unknown,
+                             size_t ulen);
 /* 1 if the TLS 1.2 suites of ciphers (NULL: moat's default) include one a
  * certificate with a key of kind key can serve. */
 int tls_ciphers_serve_tls12(const char *ciphers, enum cert_key key);

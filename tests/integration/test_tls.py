@@ -480,6 +480,30 @@ def test_a_tls12_cipher_list_keeps_tls13(certs, backend, moat_factory):
             assert c.sock.version() == "TLSv1.3", extra
             assert c.request("GET", "/").status == 200
         assert "never served" not in m.stderr() and "no TLS 1.2 suite" not in m.stderr()
+    # Mozilla's intermediate string as it is, ending with DHE-RSA suites
+    # this build lacks, and a folded YAML list (a space after each ':'):
+    # the unknown names used to make moat take the list as it was, without
+    # TLS 1.3 suites; the names are skipped with a warning instead
+    mozilla = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+               "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+               "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+               "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384")
+    folded = "ciphers: >-\n  ECDHE-ECDSA-AES256-GCM-SHA384:\n  ECDHE-ECDSA-CHACHA20-POLY1305"
+    for extra in ('ciphers: "%s"' % mozilla, 'ciphers: "%s"\nmin_version: "1.3"' % mozilla,
+                  folded):
+        m = moat_factory(basic_yaml(certs, [backend.addr], tls_extra=extra))
+        with Client(m.port(), certs) as c:
+            assert c.sock.version() == "TLSv1.3", extra
+            assert c.request("GET", "/").status == 200
+        if extra == folded:
+            ctx = client_context(certs, maxv=ssl.TLSVersion.TLSv1_2)
+            ctx.set_ciphers("ECDHE-ECDSA-CHACHA20-POLY1305")
+            with Client(m.port(), certs, ctx=ctx) as c:
+                assert c.sock.cipher()[0] == "ECDHE-ECDSA-CHACHA20-POLY1305", c.sock.cipher()
+        else:
+            assert ("ciphers: skipping what this build has no suite for: "
+                    "DHE-RSA-AES128-GCM-SHA256, DHE-RSA-AES256-GCM-SHA384") in m.stderr(), \
+                m.stderr()
     # a list that names TLS 1.3 suites chooses them
     m = moat_factory(basic_yaml(certs, [backend.addr], tls_extra=(
         'ciphers: "TLS13-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"')))
