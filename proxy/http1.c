@@ -201,6 +201,7 @@ static enum http1_hdr classify_exact(struct span name)
         KNOWN("expect", HTTP1_HDR_EXPECT),
         KNOWN("http2-settings", HTTP1_HDR_HTTP2_SETTINGS),
         KNOWN("proxy-authorization", HTTP1_HDR_PROXY_AUTHORIZATION),
+        KNOWN("proxy", HTTP1_HDR_PROXY),
         KNOWN("x-forwarded-for", HTTP1_HDR_X_FORWARDED_FOR),
         KNOWN("x-forwarded-proto", HTTP1_HDR_X_FORWARDED_PROTO),
         KNOWN("x-forwarded-host", HTTP1_HDR_X_FORWARDED_HOST),
@@ -237,7 +238,7 @@ int http1_hdr_describes_client(enum http1_hdr k)
     return k == HTTP1_HDR_X_FORWARDED_FOR || k == HTTP1_HDR_X_FORWARDED_PROTO ||
            k == HTTP1_HDR_X_FORWARDED_HOST || k == HTTP1_HDR_X_FORWARDED_PORT ||
            k == HTTP1_HDR_FORWARDED || k == HTTP1_HDR_X_FORWARDED_OTHER ||
-           k == HTTP1_HDR_CLIENT_IP || k == HTTP1_HDR_FORWARDING_ALIAS;
+           k == HTTP1_HDR_CLIENT_IP;
 }
 
 enum http1_hdr http1_classify(struct span name)
@@ -247,15 +248,19 @@ enum http1_hdr http1_classify(struct span name)
     if (k != HTTP1_HDR_OTHER || name.len > sizeof(dashed) || memchr(name.p, '_', name.len) == NULL)
         return k;
     /* CGI, WSGI, PHP and Rack read X_Real_IP as X-Real-IP (both become
-     * HTTP_X_REAL_IP): such a twin must not carry a client-chosen address
-     * past the removal of the real one. */
+     * HTTP_X_REAL_IP): a twin of a header moat removes or sets must not
+     * carry a client's value past it, not even through a trusted proxy,
+     * since no proxy sets such names. */
     for (size_t i = 0; i < name.len; i++)
         dashed[i] = name.p[i] == '_' ? '-' : name.p[i];
     k = classify_exact((struct span){dashed, name.len});
-    return http1_hdr_describes_client(k) ? HTTP1_HDR_FORWARDING_ALIAS : HTTP1_HDR_OTHER;
+    return k == HTTP1_HDR_OTHER || k == HTTP1_HDR_USER_AGENT || k == HTTP1_HDR_REFERER
+               ? HTTP1_HDR_OTHER
+               : HTTP1_HDR_UNDERSCORE_TWIN;
 }
 
-/* Headers that describe one hop and never travel further. */
+/* Headers that describe one hop and never travel further, and the two that
+ * only ever mislead the next one (Proxy, underscore twins). */
 static int is_hop_by_hop(enum http1_hdr k)
 {
     switch (k) {
@@ -268,6 +273,8 @@ static int is_hop_by_hop(enum http1_hdr k)
     case HTTP1_HDR_UPGRADE:
     case HTTP1_HDR_HTTP2_SETTINGS:
     case HTTP1_HDR_PROXY_AUTHORIZATION:
+    case HTTP1_HDR_PROXY:
+    case HTTP1_HDR_UNDERSCORE_TWIN:
         return 1;
     default:
         return 0;

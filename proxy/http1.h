@@ -67,7 +67,8 @@ enum http1_hdr {
     HTTP1_HDR_FORWARDED,
     HTTP1_HDR_X_FORWARDED_OTHER, /* any other X-Forwarded-*: kept from trusted proxies only */
     HTTP1_HDR_CLIENT_IP,         /* X-Real-IP and its kin: the same */
-    HTTP1_HDR_FORWARDING_ALIAS,  /* X_Real_IP, X_Forwarded_For: the same */
+    HTTP1_HDR_PROXY,             /* httpoxy: CGI apps take it for $HTTP_PROXY */
+    HTTP1_HDR_UNDERSCORE_TWIN,   /* X_Real_IP, Transfer_Encoding: never passed on */
     HTTP1_HDR_STRICT_TRANSPORT_SECURITY,
     HTTP1_HDR_USER_AGENT,
     HTTP1_HDR_REFERER,

@@ -63,6 +63,8 @@ def test_spoofed_forwarding_headers_removed(proxy, certs):
             ("Client-IP", "6.6.6.6"), ("CF-Connecting-IP", "6.6.6.6"),
             # CGI, WSGI, PHP and Rack read these as X-Real-IP and X-Forwarded-For
             ("X_Real_IP", "6.6.6.6"), ("X_Forwarded_For", "7.7.7.7"),
+            # httpoxy: CGI apps take Proxy for $HTTP_PROXY
+            ("Proxy", "http://6.6.6.6:8080"),
             ("X-Keep-Me", "yes")])
     assert r.status == 200
     req = b.requests[0]
@@ -80,11 +82,14 @@ def test_trusted_proxy_forwarding_headers_kept(certs, backend, moat_factory):
                                 extra="forwarding:\n  trusted_proxies: [\"127.0.0.0/8\"]\n"))
     with Client(m.port(), certs) as c:
         r = c.request("GET", "/", headers=[("X-Forwarded-For", "6.6.6.6"),
-                                           ("X-Real-IP", "6.6.6.6")])
+                                           ("X-Real-IP", "6.6.6.6"),
+                                           # no proxy sets these: the end client did
+                                           ("X_Forwarded_For", "7.7.7.7"), ("X_Real_IP", "7.7.7.7")])
     assert r.status == 200
     xff = ", ".join(backend.requests[0].all("X-Forwarded-For"))
     assert "6.6.6.6" in xff, backend.requests[0].raw_head
     assert backend.requests[0].all("X-Real-IP") == ["6.6.6.6"]
+    assert b"7.7.7.7" not in backend.requests[0].raw_head, backend.requests[0].raw_head
 
 
 def test_hop_by_hop_request_headers_removed(proxy, certs):
