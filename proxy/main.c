@@ -287,15 +287,26 @@ static int write_whole(int fd, const char *p, size_t n)
 
 /*
  * A regular file (or none yet) is replaced at once, so that a reader never
- * sees half of it.  Anything else at the path (a symlink, a FIFO,
- * /dev/stdout) is written through, as nginx writes its pid file: renaming
- * over it would replace the link or the device itself.  A FIFO with no
- * reader is an error rather than a start-up that waits for one.
+ * sees half of it.  "-", /dev/stdout and /dev/stderr go to moat's own
+ * descriptors: opening them again would truncate a file stdout is
+ * redirected to, or fail on a socket (journald).  Anything else at the
+ * path (a symlink, a FIFO) is written through, as nginx writes its pid
+ * file: renaming over it would replace the link or the FIFO itself.  A
+ * FIFO with no reader is an error rather than a start-up that waits.
  */
 static int write_listen_file(const struct app *a, const char *path)
 {
     char text[16384], tmp[4096];
     size_t n = format_listen_lines(a, text, sizeof(text));
+    int std_fd = strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0 ? STDOUT_FILENO
+                 : strcmp(path, "/dev/stderr") == 0                          ? STDERR_FILENO
+                                                                             : -1;
+    if (std_fd >= 0) {
+        if (write_whole(std_fd, text, n) == 0)
+            return 0;
+        log_error("--listen-file %s: %s", path, strerror(errno));
+        return -1;
+    }
     struct stat st;
     int through = lstat(path, &st) == 0 && !S_ISREG(st.st_mode);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);

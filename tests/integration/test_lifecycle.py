@@ -280,6 +280,27 @@ def test_a_listen_file_that_is_a_symlink_or_fifo_is_written_through(tmp_path, ce
     assert r.returncode == 1 and "a FIFO with no reader" in r.stderr, r
 
 
+@pytest.mark.parametrize("path", ["-", "/dev/stdout"])
+def test_a_listen_file_on_stdout_keeps_what_stdout_holds(tmp_path, certs, backend, path):
+    # /dev/stdout was opened again with O_TRUNC, which emptied the file
+    # stdout was redirected to; "-" made a file named "-".
+    conf = tmp_path / "moat.yaml"
+    conf.write_text(basic_yaml(certs, [backend.addr], access="null"))
+    out = tmp_path / "out.txt"
+    out.write_text("earlier line\n")
+    with open(str(out), "a") as f:
+        p = subprocess.Popen([MOAT_BIN, "-c", str(conf), "--listen-file", path], stdout=f,
+                             stderr=subprocess.DEVNULL, cwd=str(tmp_path))
+    try:
+        wait_for(lambda: "public 127.0.0.1:" in out.read_text() or p.poll() is not None, 10,
+                 "the listen lines on stdout")
+    finally:
+        p.terminate()
+        assert p.wait(T(10)) == 0
+    assert re.match(r"earlier line\npublic 127\.0\.0\.1:\d+\n", out.read_text()), out.read_text()
+    assert not (tmp_path / "-").exists()
+
+
 def test_ipv6_listener(tmp_path, certs, backend, moat_factory):
     try:
         socket.socket(socket.AF_INET6).bind(("::1", 0))
