@@ -85,19 +85,30 @@ static const char *empty_variable(void)
     return admin != NULL && admin[0] == '\0' ? "MOAT_ADMIN" : NULL;
 }
 
-/* MOAT_ACCESS_LOG=false wrote to a file named "false". */
-static int means_off(const char *v)
+/* 1 if v, spaces around it aside, is one of words in any case. */
+static int is_word(const char *v, const char *const *words, size_t nwords)
 {
-    static const char *const words[] = {"off", "null", "none", "false", "no"};
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcasecmp(v, words[i]) == 0)
+    v += strspn(v, " \t");
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    for (size_t i = 0; i < nwords; i++)
+        if (strlen(words[i]) == n && strncasecmp(v, words[i], n) == 0)
             return 1;
     return 0;
 }
 
+/* MOAT_ACCESS_LOG=false wrote to a file named "false". */
+static int means_off(const char *v)
+{
+    static const char *const words[] = {"off", "null", "none", "false", "no", "n", "~"};
+    return is_word(v, words, sizeof(words) / sizeof(words[0]));
+}
+
 static int means_on(const char *v)
 {
-    return strcasecmp(v, "on") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0;
+    static const char *const words[] = {"on", "true", "yes", "y"};
+    return is_word(v, words, sizeof(words) / sizeof(words[0]));
 }
 
 static const char *pick(const char *flag, const char *env, const char *deflt, const char **origin,
@@ -246,8 +257,11 @@ int sidecar_source(const struct sidecar_flags *f, struct cfg_source *src, char *
         line(&w, o_admin, "  bind: %s", quoted(admin, q[0], sizeof(q[0])));
     }
     line(&w, NULL, "log:");
+    static const char *const std_out[] = {"stdout"}, *const std_err[] = {"stderr"};
     if (means_off(access))
         line(&w, o_log, "  access: null");
+    else if (is_word(access, std_out, 1) || is_word(access, std_err, 1))
+        line(&w, o_log, "  access: %s", is_word(access, std_out, 1) ? "stdout" : "stderr");
     else
         line(&w, o_log, "  access: %s", quoted(access, q[0], sizeof(q[0])));
     line(&w, o_format, "  format: %s", quoted(format, q[0], sizeof(q[0])));

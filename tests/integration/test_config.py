@@ -423,7 +423,7 @@ def test_small_sidecar_variable_checks(tmp_path):
         in r.stderr, r
     # "null", the YAML word for no access log, is no file name; nor are
     # false, none or no in any case
-    for off in ("null", "false", "OFF", "none", "No"):
+    for off in ("null", "false", "OFF", "none", "No", "n", "~", " off", "STDOUT", "Stderr "):
         r = run(["-t"], env=_env_without_moat(MOAT_ACCESS_LOG=off, **base), cwd=str(tmp_path))
         assert r.returncode == 0, r
         assert not os.path.exists(str(tmp_path / off))
