@@ -90,6 +90,7 @@ struct app {
     int reload_again;           /* SIGHUP while reloading: coalesced */
     uint64_t reloads_ok, reloads_failed;
     int stopping;               /* draining: /healthz says 503 */
+    const char *listen_file;    /* --listen-file, or NULL */
 };
 
 /* The option getopt stopped at, as written: a letter inside a cluster
@@ -487,6 +488,10 @@ static void start_reload(struct app *a)
     a->rt = rt;
     log_info("reload %llu: configuration loaded", (unsigned long long)rt->generation);
     log_listeners(rt);
+    /* A listener the reload added (on port 0 or not) must show there too;
+     * a failure to write it is logged and changes nothing else. */
+    if (a->listen_file != NULL)
+        write_listen_file(a, a->listen_file);
     __atomic_store_n(&a->pending_acks, a->started, __ATOMIC_RELEASE);
     for (unsigned i = 0; i < a->started; i++)
         worker_post_runtime(&a->workers[i], rt);
@@ -650,7 +655,7 @@ static int start_workers(struct app *a)
     return 0;
 }
 
-static int run(struct app *a, const char *listen_file)
+static int run(struct app *a)
 {
     int rc = 0;
     /* Signals first: a SIGTERM during start-up still means a clean stop. */
@@ -663,7 +668,7 @@ static int run(struct app *a, const char *listen_file)
         if (a->admin == NULL)
             rc = 1;
     }
-    if (rc == 0 && listen_file != NULL && write_listen_file(a, listen_file) != 0)
+    if (rc == 0 && a->listen_file != NULL && write_listen_file(a, a->listen_file) != 0)
         rc = 1;
     if (rc == 0) {
         log_listeners(a->rt);
@@ -748,7 +753,8 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    rc = run(&a, o.listen_file);
+    a.listen_file = o.listen_file;
+    rc = run(&a);
 out:
     runtime_unref(&a.rt);
     tls_global_cleanup();

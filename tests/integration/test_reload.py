@@ -507,6 +507,10 @@ def test_reload_opens_new_listeners_and_closes_removed_ones(certs, live, backend
     # the unchanged listener kept its socket
     assert listener_addr_from_log(m, "public", after=mark) == "127.0.0.1:%d" % public
     assert tls_served(public, certs)
+    # the listen file follows the reload (it used to keep "old" and lack "second")
+    with open(m.listen_file) as f:
+        lines = [l for l in f.read().splitlines() if not l.startswith("@")]
+    assert lines == ["public 127.0.0.1:%d" % public, "second %s" % addr], lines
 
 
 def test_reload_adds_and_removes_listeners_on_fixed_ports(certs, live, backend, moat_factory):
