@@ -199,6 +199,15 @@ static int not_a_string(struct cfg_loader *ld, const struct cfg_field *f, yaml_n
                   type_name(f->type), v, tag);
         return 1;
     }
+    /* access: > kept the line break in the file's name. */
+    size_t n = strlen(v);
+    yaml_scalar_style_t style = val->data.scalar.style;
+    if (n > 0 && v[n - 1] == '\n' &&
+        (style == YAML_LITERAL_SCALAR_STYLE || style == YAML_FOLDED_SCALAR_STYLE)) {
+        cfg_error(ld, pos, "\"%s\": the block scalar keeps its final line break; write %s- "
+                  "(or quote the value)", f->key, style == YAML_LITERAL_SCALAR_STYLE ? "|" : ">");
+        return 1;
+    }
     return 0;
 }
 

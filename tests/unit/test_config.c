@@ -765,6 +765,9 @@ static void test_errors_exact(void)
     expect_error(BASE "log:\n  access: !!bool \"false\"\n",
                  "t.yaml:15:11: \"access\": expected a string, got \"false\" tagged "
                  "tag:yaml.org,2002:bool");
+    expect_error(BASE "log:\n  access: >\n    /var/log/moat.log\n",
+                 "t.yaml:15:11: \"access\": the block scalar keeps its final line break; write "
+                 ">- (or quote the value)");
     expect_error(BASE "log:\n  access: n\n",
                  "t.yaml:15:11: \"access\": expected a string, got the YAML boolean n (quote "
                  "it to mean the word; null for none)");
