@@ -447,11 +447,12 @@ static const char *effective_cipher_list(const struct cfg_tls *cfg, char *buf, s
         return default_ciphers;
     char known[CFG_MAX_CIPHERS + 1];
     tls_cipher_list_known(cfg->ciphers, known, sizeof(known), NULL, 0);
+    if (known[0] == '\0')
+        return "";
     int tls13;
     cipher_list_suites(known, &tls13);
-    int n = known[0] == '\0' ? snprintf(buf, len, "%s", "")
-            : tls13          ? snprintf(buf, len, "%s", known)
-                             : snprintf(buf, len, "%s:%s", DEFAULT_TLS13_SUITES, known);
+    int n = tls13 ? snprintf(buf, len, "%s", known)
+                  : snprintf(buf, len, "%s:%s", DEFAULT_TLS13_SUITES, known);
     return n >= 0 && (size_t)n < len ? buf : "";
 }
 
