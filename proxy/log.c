@@ -33,18 +33,18 @@ int log_enabled(enum log_level level)
     return (int)level <= atomic_load(&log_level);
 }
 
-static void write_all(int fd, const char *p, size_t len)
+int log_write_all(int fd, const char *p, size_t len)
 {
     while (len > 0) {
         ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return; /* nowhere left to report a failing log */
-        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
         p += n;
         len -= (size_t)n;
     }
+    return 0;
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -69,7 +69,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (n > sizeof(line) - 2)
         n = sizeof(line) - 2;
     line[n++] = '\n';
-    write_all(STDERR_FILENO, line, n);
+    (void)log_write_all(STDERR_FILENO, line, n); /* nowhere left to report a failure */
 }
 
 int log_access_open(const char *target)
@@ -139,7 +139,7 @@ void log_buf_flush(struct log_buf *buf)
                     chunk = nl ? (size_t)(nl - (buf->data + off)) + 1 : buf->len - off;
                 }
             }
-            write_all(fd, buf->data + off, chunk);
+            (void)log_write_all(fd, buf->data + off, chunk);
             off += chunk;
         }
     }

@@ -48,6 +48,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
 int log_access_open(const char *target);
 int log_access_enabled(void);
 
+/* Writes all of p to fd, through EINTR and short writes: 0, or -1 with
+ * errno.  The logs' own writer, for other whole-file writes too. */
+int log_write_all(int fd, const char *p, size_t len);
+
 /* A worker's pending access-log lines.  Lines are appended whole. */
 struct log_buf {
     size_t len;

@@ -272,20 +272,6 @@ static size_t format_listen_lines(const struct app *a, char *out, size_t len)
     return n < len ? n : len;
 }
 
-static int write_whole(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /*
  * A regular file (or none yet) is replaced at once, so that a reader never
  * sees half of it.  "-", /dev/stdout and /dev/stderr go to moat's own
@@ -303,7 +289,7 @@ static int write_listen_file(const struct app *a, const char *path)
                  : strcmp(path, "/dev/stderr") == 0                          ? STDERR_FILENO
                                                                              : -1;
     if (std_fd >= 0) {
-        if (write_whole(std_fd, text, n) == 0)
+        if (log_write_all(std_fd, text, n) == 0)
             return 0;
         log_error("--listen-file %s: %s", path, strerror(errno));
         return -1;
@@ -318,7 +304,7 @@ static int write_listen_file(const struct app *a, const char *path)
                   errno == ENXIO ? "a FIFO with no reader" : strerror(errno));
         return -1;
     }
-    int rc = write_whole(fd, text, n);
+    int rc = log_write_all(fd, text, n);
     int err = errno;
     if (close(fd) != 0 && rc == 0) {
         rc = -1;
